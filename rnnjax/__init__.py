@@ -1,0 +1,61 @@
+"""rnnjax: recurrent networks as pure functions for JAX.
+
+Cells are frozen dataclasses with pure methods over NamedTuple params;
+:func:`unroll` runs one over a sequence with :func:`jax.lax.scan`; sequence
+layers (:class:`RNN`, :class:`Bidirectional`, :class:`Stack`) build models.
+See ``docs/`` for the guide.
+"""
+
+from rnnjax._checks import checking
+from rnnjax.cells import (
+    DenseParams,
+    ElmanCell,
+    ElmanParams,
+    GRUCell,
+    GRUParams,
+    HiddenCarry,
+    JordanCarry,
+    JordanCell,
+    JordanParams,
+    LSTMCarry,
+    LSTMCell,
+    LSTMParams,
+    MinGRUCell,
+    MinGRUParams,
+    MinLSTMCell,
+    MinLSTMParams,
+    RMLPCell,
+    RMLPParams,
+)
+from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, StackedCell
+from rnnjax.recurrence import unroll
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RNN",
+    "Bidirectional",
+    "BidirectionalParams",
+    "DenseParams",
+    "ElmanCell",
+    "ElmanParams",
+    "GRUCell",
+    "GRUParams",
+    "HiddenCarry",
+    "JordanCarry",
+    "JordanCell",
+    "JordanParams",
+    "LSTMCarry",
+    "LSTMCell",
+    "LSTMParams",
+    "MinGRUCell",
+    "MinGRUParams",
+    "MinLSTMCell",
+    "MinLSTMParams",
+    "RMLPCell",
+    "RMLPParams",
+    "Stack",
+    "StackedCell",
+    "checking",
+    "unroll",
+]

@@ -1,0 +1,140 @@
+"""Input validation that fails at trace time with a message naming the argument.
+
+Every check here runs on shapes and dtypes (static under ``jit``), so it costs
+nothing at run time. Value checks (non-finite inputs, a traced ``length``) run
+only in checked mode, see :func:`rnnjax.checking`.
+"""
+
+import contextlib
+import contextvars
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+_CHECKING = contextvars.ContextVar("rnnjax_checking", default=False)
+
+
+@contextlib.contextmanager
+def checking(enabled: bool = True):
+    """Turn on value checks (non-finite inputs, ``length`` in range) while tracing.
+
+    Shape and dtype checks always run; value checks cost a pass over the data, so
+    they are opt-in. On concrete arrays (no ``jit``) a failed check raises
+    ``ValueError`` at once. Under ``jit`` the check is a
+    :func:`jax.experimental.checkify.check`: wrap the jitted function with
+    ``checkify.checkify`` and call ``err.throw()``. The flag is read when a function
+    is traced, so a function jitted before entering the context is not checked.
+
+    Example:
+        >>> import jax.numpy as jnp, rnnjax as rj
+        >>> cell = rj.ElmanCell(4)
+        >>> params = cell.init(jax.random.key(0), 3)
+        >>> with rj.checking():
+        ...     rj.unroll(cell, params, jnp.full((5, 3), jnp.nan))
+        Traceback (most recent call last):
+        ...
+        ValueError: xs: expected finite values, got NaN or inf
+    """
+    token = _CHECKING.set(enabled)
+    try:
+        yield
+    finally:
+        _CHECKING.reset(token)
+
+
+def is_checking() -> bool:
+    return _CHECKING.get()
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def value_check(ok, message: str) -> None:
+    """Assert ``ok`` (a boolean scalar) now if concrete, else as a checkify check."""
+    if _is_concrete(ok):
+        if not bool(ok):
+            raise ValueError(message)
+    else:
+        checkify.check(ok, message)
+
+
+def floating(x, name: str):
+    """``x`` as an array of a floating dtype, or a TypeError naming ``name``."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"{name}: expected a floating dtype (float32, bfloat16, float64), got {x.dtype}"
+            + ("; embed integer token ids first" if jnp.issubdtype(x.dtype, jnp.integer) else "")
+        )
+    return x
+
+
+def features(x, input_size: int, name: str) -> None:
+    """The last axis of ``x`` must be ``input_size`` (the size the params were made for)."""
+    if x.ndim < 1 or x.shape[-1] != input_size:
+        raise ValueError(
+            f"{name}: expected last axis of size {input_size} (the input_size the params "
+            f"were initialised with), got shape {tuple(x.shape)}"
+        )
+
+
+def sequence(xs, input_size: int, name: str = "xs"):
+    """A single sequence ``[t, f]`` of floats with ``f == input_size``."""
+    xs = floating(xs, name)
+    if xs.ndim != 2:
+        hint = " (one sequence; batch with jax.vmap)" if xs.ndim == 3 else ""
+        raise ValueError(f"{name}: expected shape [t, {input_size}]{hint}, got shape {tuple(xs.shape)}")
+    features(xs, input_size, name)
+    if is_checking():
+        value_check(jnp.all(jnp.isfinite(xs)), f"{name}: expected finite values, got NaN or inf")
+    return xs
+
+
+def length(length, num_steps: int, name: str = "length"):
+    """``None``, or an integer scalar in ``[0, num_steps]``, returned as an int32 array."""
+    if length is None:
+        return None
+    arr = jnp.asarray(length)
+    if not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise TypeError(f"{name}: expected an integer scalar, got dtype {arr.dtype}")
+    if arr.ndim != 0:
+        raise ValueError(
+            f"{name}: expected a scalar (the length of one sequence; vmap over a batch "
+            f"of lengths), got shape {tuple(arr.shape)}"
+        )
+    if _is_concrete(arr):
+        value = int(arr)
+        if not 0 <= value <= num_steps:
+            raise ValueError(f"{name}: expected 0 <= {name} <= {num_steps} (the number of steps), got {value}")
+    elif is_checking():
+        value_check((arr >= 0) & (arr <= num_steps), f"{name}: expected 0 <= {name} <= {num_steps}")
+    return arr.astype(jnp.int32)
+
+
+def same_structure(given, expected, name: str) -> None:
+    """``given`` must have the tree structure and leaf shapes of ``expected``."""
+    given_def = jax.tree_util.tree_structure(given)
+    expected_def = jax.tree_util.tree_structure(expected)
+    if given_def != expected_def:
+        raise ValueError(f"{name}: expected a pytree of structure {expected_def}, got {given_def}")
+    for g, e in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(expected), strict=True):
+        if np.shape(g) != np.shape(e):
+            raise ValueError(
+                f"{name}: expected shapes {jax.tree_util.tree_map(np.shape, expected)}, "
+                f"got {jax.tree_util.tree_map(np.shape, given)}"
+            )
+
+
+def params_type(params, expected_type: type, cell) -> None:
+    if not isinstance(params, expected_type):
+        raise TypeError(
+            f"params: expected {expected_type.__name__} (from {type(cell).__name__}.init), got {type(params).__name__}"
+        )
+
+
+def positive_int(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")

@@ -1,0 +1,287 @@
+"""Sequence layers: what is not a cell. Each has ``init(key, input_size) -> params``
+and ``apply(params, xs, *, length=None, key=None) -> ys`` on ONE sequence ``xs: [t, f]``
+(batch with :func:`jax.vmap`), and an ``output_size``.
+
+``StackedCell`` is the step-wise form of a stack: a cell, for decoding.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax import _checks
+from rnnjax.recurrence import unroll
+from rnnjax.typing import Array, Carry, Cell, Params, PRNGKey, Shape
+
+
+@dataclasses.dataclass(frozen=True)
+class RNN:
+    """A cell unrolled over a sequence: ``ys = unroll(cell, params, xs)[1]``.
+
+    Args:
+      cell: the recurrent cell.
+      reverse: run backwards over the valid prefix (see :func:`rnnjax.unroll`).
+      unroll: ``lax.scan`` unroll factor.
+      remat: checkpoint the time loop (``sqrt(t)`` memory for BPTT).
+      parallel: associative scan, for linear-recurrence cells.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> layer = rj.RNN(rj.GRUCell(16))
+        >>> params = layer.init(jax.random.key(0), 8)
+        >>> layer.apply(params, jnp.ones((10, 8)), length=6).shape
+        (10, 16)
+    """
+
+    cell: Cell
+    reverse: bool = False
+    unroll: int = 1
+    remat: bool = False
+    parallel: bool = False
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    def init(self, key: PRNGKey, input_size: int) -> Params:
+        """The cell's params (see the cell's ``init``)."""
+        return self.cell.init(key, input_size)
+
+    def apply_with_carry(
+        self, params: Params, xs: Array, carry: Carry | None = None, *, length=None
+    ) -> tuple[Carry, Array]:
+        """``(carry, ys)`` for ``xs: [t, f]`` from an optional initial carry.
+
+        Example:
+            >>> layer = RNN(__import__("rnnjax").LSTMCell(4))
+            >>> params = layer.init(jax.random.key(0), 3)
+            >>> carry, ys = layer.apply_with_carry(params, jnp.ones((5, 3)))
+            >>> carry.h.shape, ys.shape
+            ((4,), (5, 4))
+        """
+        return unroll(
+            self.cell,
+            params,
+            xs,
+            carry,
+            length=length,
+            reverse=self.reverse,
+            unroll=self.unroll,
+            remat=self.remat,
+            parallel=self.parallel,
+        )
+
+    def apply(self, params: Params, xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
+        """Outputs ``ys: [t, o]`` for ``xs: [t, f]``; zeros at steps ``>= length``.
+
+        ``key`` is accepted for a uniform layer signature and unused.
+        """
+        return self.apply_with_carry(params, xs, length=length)[1]
+
+
+def _as_layer(layer) -> Any:
+    """A cell becomes an ``RNN`` layer; a layer is kept as it is."""
+    return layer if hasattr(layer, "apply") else RNN(layer)
+
+
+_MERGES = {
+    "concat": lambda a, b: jnp.concatenate([a, b], axis=-1),
+    "sum": jnp.add,
+    "mean": lambda a, b: (a + b) / 2,
+    "mul": jnp.multiply,
+}
+
+
+class BidirectionalParams(NamedTuple):
+    forward: Params
+    backward: Params
+
+
+@dataclasses.dataclass(frozen=True)
+class Bidirectional:
+    """Two RNNs over the same sequence, one forward and one backward, outputs merged.
+
+    With ``length``, the backward direction starts at each sequence's last valid step
+    (not at the padding), as torch's packed sequences and Keras' masking do; outputs
+    past ``length`` are zero in both directions.
+
+    Args:
+      forward: a cell or an ``RNN`` layer run forward.
+      backward: a cell or an ``RNN`` layer; it is run reversed whatever its ``reverse``.
+      merge: ``"concat"`` (``[t, 2h]``, forward first, as torch), ``"sum"``, ``"mean"``
+        or ``"mul"``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> layer = rj.Bidirectional(rj.LSTMCell(16), rj.LSTMCell(16))
+        >>> params = layer.init(jax.random.key(0), 8)
+        >>> layer.apply(params, jnp.ones((10, 8)), length=6).shape
+        (10, 32)
+    """
+
+    forward: Any
+    backward: Any
+    merge: str = "concat"
+
+    def __post_init__(self):
+        for name, reverse in (("forward", False), ("backward", True)):
+            layer = _as_layer(getattr(self, name))
+            if not isinstance(layer, RNN):
+                raise TypeError(f"{name}: expected a cell or an rnnjax.RNN, got {type(layer).__name__}")
+            object.__setattr__(self, name, dataclasses.replace(layer, reverse=reverse))
+        if self.merge not in _MERGES:
+            raise ValueError(f"merge: expected one of {sorted(_MERGES)}, got {self.merge!r}")
+        if self.merge != "concat" and self.forward.output_size != self.backward.output_size:
+            raise ValueError(
+                f"merge={self.merge!r} needs equal output sizes, got {self.forward.output_size} "
+                f"and {self.backward.output_size}"
+            )
+
+    @property
+    def output_size(self) -> int:
+        if self.merge == "concat":
+            return self.forward.output_size + self.backward.output_size
+        return self.forward.output_size
+
+    def init(self, key: PRNGKey, input_size: int) -> BidirectionalParams:
+        """``BidirectionalParams(forward, backward)``."""
+        k_f, k_b = jax.random.split(key)
+        return BidirectionalParams(self.forward.init(k_f, input_size), self.backward.init(k_b, input_size))
+
+    def apply(self, params: BidirectionalParams, xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
+        """Merged outputs ``[t, o]`` for ``xs: [t, f]``."""
+        ys_f = self.forward.apply(params.forward, xs, length=length)
+        ys_b = self.backward.apply(params.backward, xs, length=length)
+        return _MERGES[self.merge](ys_f, ys_b)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """A deep RNN: layers applied one after another, each over the whole sequence.
+
+    Layer by layer (not step by step), so each layer's input projection is one matmul
+    over all steps. Dropout, when ``dropout > 0`` and a ``key`` is given, is applied to
+    the outputs between layers (not after the last), as torch's ``nn.LSTM(dropout=)``.
+
+    Args:
+      layers: cells (each wrapped in :class:`RNN`) or sequence layers.
+      dropout: drop probability between layers, in [0, 1).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> stack = rj.Stack([rj.LSTMCell(32), rj.Bidirectional(rj.GRUCell(8), rj.GRUCell(8))], dropout=0.1)
+        >>> params = stack.init(jax.random.key(0), 4)
+        >>> stack.apply(params, jnp.ones((10, 4)), key=jax.random.key(1)).shape
+        (10, 16)
+    """
+
+    layers: Sequence[Any]
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if len(self.layers) == 0:
+            raise ValueError("layers: expected at least one layer, got none")
+        object.__setattr__(self, "layers", tuple(_as_layer(layer) for layer in self.layers))
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].output_size
+
+    def init(self, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
+        """A tuple with each layer's params, input side first."""
+        keys = jax.random.split(key, len(self.layers))
+        params, size = [], input_size
+        for layer, k in zip(self.layers, keys, strict=True):
+            params.append(layer.init(k, size))
+            size = layer.output_size
+        return tuple(params)
+
+    def apply(self, params: tuple[Params, ...], xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
+        """Outputs of the last layer ``[t, o]``; dropout between layers when ``key`` is given."""
+        if len(params) != len(self.layers):
+            raise ValueError(f"params: expected {len(self.layers)} layer params, got {len(params)}")
+        n = len(self.layers)
+        keys = [None] * (2 * n) if key is None else list(jax.random.split(key, 2 * n))
+        layer_keys, dropout_keys = keys[:n], keys[n:]
+        for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
+            xs = layer.apply(p, xs, length=length, key=layer_keys[i])
+            if self.dropout > 0 and key is not None and i < n - 1:
+                keep = jax.random.bernoulli(dropout_keys[i], 1.0 - self.dropout, xs.shape)
+                xs = jnp.where(keep, xs / (1.0 - self.dropout), jnp.zeros_like(xs))
+        return xs
+
+
+@dataclasses.dataclass(frozen=True)
+class StackedCell:
+    """Several cells as one: the output of each step feeds the next cell's step.
+
+    The carry is a tuple of the cells' carries and the params a tuple of their params,
+    so it unrolls to the same result as a ``Stack`` of the same cells (without dropout),
+    and it steps one token at a time for decoding.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> cell = rj.StackedCell([rj.LSTMCell(16), rj.LSTMCell(16)])
+        >>> params = cell.init(jax.random.key(0), 8)
+        >>> carry, y = cell.step(params, cell.initial_carry(params), jnp.ones(8))
+        >>> len(carry), y.shape
+        (2, (16,))
+    """
+
+    cells: Sequence[Cell]
+
+    def __post_init__(self):
+        if len(self.cells) == 0:
+            raise ValueError("cells: expected at least one cell, got none")
+        object.__setattr__(self, "cells", tuple(self.cells))
+
+    @property
+    def output_size(self) -> int:
+        return self.cells[-1].output_size
+
+    def _check_params(self, params: tuple[Params, ...]) -> None:
+        if not isinstance(params, tuple) or len(params) != len(self.cells):
+            raise ValueError(f"params: expected a tuple of {len(self.cells)} cell params, got {type(params).__name__}")
+        for cell, p in zip(self.cells, params, strict=True):
+            if hasattr(cell, "_check_params"):
+                cell._check_params(p)
+
+    def input_size(self, params: tuple[Params, ...]) -> int:
+        return self.cells[0].input_size(params[0])
+
+    def init(self, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
+        """A tuple with each cell's params, input side first."""
+        _checks.positive_int(input_size, "input_size")
+        keys = jax.random.split(key, len(self.cells))
+        params, size = [], input_size
+        for cell, k in zip(self.cells, keys, strict=True):
+            params.append(cell.init(k, size))
+            size = cell.output_size
+        return tuple(params)
+
+    def initial_carry(self, params: tuple[Params, ...], batch_shape: Shape = ()) -> tuple[Carry, ...]:
+        """A tuple with each cell's initial carry."""
+        return tuple(cell.initial_carry(p, batch_shape) for cell, p in zip(self.cells, params, strict=True))
+
+    def project(self, params: tuple[Params, ...], xs: Array) -> Array:
+        """The first cell's input projection (the only time-parallel part)."""
+        return self.cells[0].project(params[0], xs)
+
+    def recur(self, params: tuple[Params, ...], carry: tuple[Carry, ...], u: Array) -> tuple[tuple[Carry, ...], Array]:
+        """The first cell's ``recur``, then a full ``step`` of each following cell."""
+        first, *rest = self.cells
+        new_carry, y = first.recur(params[0], carry[0], u)
+        carries = [new_carry]
+        for cell, p, c in zip(rest, params[1:], carry[1:], strict=True):
+            c, y = cell.step(p, c, y)
+            carries.append(c)
+        return tuple(carries), y
+
+    def step(self, params: tuple[Params, ...], carry: tuple[Carry, ...], x: Array) -> tuple[tuple[Carry, ...], Array]:
+        """``recur(params, carry, project(params, x))``."""
+        return self.recur(params, carry, self.project(params, x))

@@ -1,0 +1,177 @@
+"""``unroll``: run a cell over one sequence with :func:`jax.lax.scan`.
+
+``jax.grad`` through ``unroll`` is backpropagation through time; ``jax.vmap`` over it
+batches; ``remat=True`` checkpoints the time loop so BPTT memory grows as ``sqrt(t)``.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from rnnjax import _checks
+from rnnjax.typing import Array, Carry, Cell, Params
+
+
+def _hoist_projection() -> bool:
+    """Whether to project the whole sequence before the scan (one big matmul).
+
+    That is what GPUs and TPUs want. On XLA:CPU an elementwise fusion that reads the
+    scan's per-step slice of the projected inputs runs several times slower than the
+    same math on a loop-invariant operand (``shared/perf/NOTES.md``), so there the
+    projection stays inside the scan body. Both give the same result.
+    """
+    return jax.default_backend() != "cpu"
+
+
+def _masked(valid: Array | None, new, old):
+    """``new`` where the step is valid, else ``old`` (a pytree select)."""
+    if valid is None:
+        return new
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(valid, n, o), new, old)
+
+
+def _scan(cell: Cell, params: Params, carry: Carry, xs: Array, valid: Array | None, reverse: bool, unroll: int):
+    """Scan ``cell`` over ``xs: [t, f]``; steps where ``valid`` is False keep the carry and emit zeros."""
+    if _hoist_projection():
+        inputs, body_fn = cell.project(params, xs), cell.recur
+    else:
+        inputs, body_fn = xs, cell.step
+
+    def body(carry, inp):
+        x, ok = inp
+        new_carry, y = body_fn(params, carry, x)
+        return _masked(ok, new_carry, carry), _masked(ok, y, jnp.zeros_like(y))
+
+    return lax.scan(body, carry, (inputs, valid), reverse=reverse, unroll=unroll)
+
+
+def _remat_scan(cell, params, carry, xs, valid, reverse, unroll):
+    """Two-level scan, checkpointed per chunk of ``ceil(sqrt(t))`` steps.
+
+    The backward pass keeps only the carries at chunk boundaries and recomputes one
+    chunk at a time, so its memory is ``O(sqrt(t))`` carries instead of ``O(t)``
+    steps' worth of activations, for about one extra forward pass.
+    """
+    num_steps = xs.shape[0]
+    chunk = max(1, math.isqrt(num_steps - 1) + 1) if num_steps > 1 else 1
+    num_chunks = -(-num_steps // chunk)
+    pad = num_chunks * chunk - num_steps
+    if valid is None:
+        valid = jnp.ones((num_steps,), bool)
+    xs = jnp.pad(xs, ((0, pad), (0, 0))).reshape(num_chunks, chunk, -1)
+    valid = jnp.pad(valid, (0, pad)).reshape(num_chunks, chunk)
+
+    @jax.checkpoint
+    def run_chunk(carry, chunk_inputs):
+        return _scan(cell, params, carry, *chunk_inputs, reverse, unroll)
+
+    carry, ys = lax.scan(run_chunk, carry, (xs, valid), reverse=reverse)
+    return carry, ys.reshape(num_chunks * chunk, *ys.shape[2:])[:num_steps]
+
+
+def _parallel_scan(cell, params, carry, xs, valid, reverse):
+    """``h_t = a_t h_{t-1} + b_t`` for all t at once with an associative scan.
+
+    Composing two steps gives another affine step: applying ``(a1, b1)`` then ``(a2, b2)``
+    is ``(a1 a2, a2 b1 + b2)``. The scan of these pairs gives, for every t, the map
+    ``h_0 -> h_t = A_t h_0 + B_t``.
+    """
+    a, b = cell.coefficients(params, cell.project(params, xs))
+    if valid is not None:  # past the length: h_t = h_{t-1} (a = 1, b = 0)
+        a = jnp.where(valid[:, None], a, jnp.ones_like(a))
+        b = jnp.where(valid[:, None], b, jnp.zeros_like(b))
+
+    def compose(first, second):
+        a1, b1 = first
+        a2, b2 = second
+        return a1 * a2, a2 * b1 + b2
+
+    cum_a, cum_b = lax.associative_scan(compose, (a, b), reverse=reverse)
+    h0 = carry.h.astype(a.dtype)
+    hs = cum_a * h0 + cum_b
+    last = hs[0] if reverse else hs[-1]
+    ys = hs if valid is None else jnp.where(valid[:, None], hs, jnp.zeros_like(hs))
+    return type(carry)(last), ys
+
+
+def _carry_dtype_like_step(cell: Cell, params: Params, carry: Carry, x: Array) -> Carry:
+    """Cast ``carry`` to the dtypes that one ``step`` returns, so ``lax.scan`` sees no mismatch."""
+    out = jax.eval_shape(cell.step, params, carry, x)[0]
+    _checks.same_structure(out, carry, "carry")
+    return jax.tree_util.tree_map(lambda c, o: c.astype(o.dtype), carry, out)
+
+
+def unroll(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    carry: Carry | None = None,
+    *,
+    length: int | Array | None = None,
+    reverse: bool = False,
+    unroll: int = 1,
+    remat: bool = False,
+    parallel: bool = False,
+) -> tuple[Carry, Array]:
+    """Run ``cell`` over one sequence: ``carry, ys = scan(cell.step, carry, xs)``.
+
+    Args:
+      cell: any rnnjax cell (hashable, so it can be a static ``jit`` argument).
+      params: the cell's params, from ``cell.init``.
+      xs: one sequence ``[t, f]`` of floats (batch with :func:`jax.vmap`).
+      carry: the carry before the first step; ``cell.initial_carry(params)`` if None.
+        It is cast to the dtype the step computes in.
+      length: number of valid steps ``n``, a scalar in ``[0, t]``; steps ``>= n`` leave
+        the carry unchanged and give zero outputs. None means ``t``.
+      reverse: run from the last valid step back to the first. With ``length``, only
+        the valid prefix ``xs[:n]`` is reversed. ``ys[i]`` always belongs to ``xs[i]``.
+      unroll: how many steps each scan iteration runs (``lax.scan``'s ``unroll``).
+      remat: checkpoint the time loop in chunks of ``ceil(sqrt(t))`` steps so that the
+        memory of BPTT grows as ``sqrt(t)`` (one extra forward pass in the backward).
+      parallel: run a linear-recurrence cell (``MinGRUCell``, ``MinLSTMCell``) as a
+        :func:`jax.lax.associative_scan`, parallel over time; same result.
+
+    Returns:
+      ``(carry, ys)``: the carry after the last valid step and the outputs ``ys: [t, o]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> cell = rj.LSTMCell(16)
+        >>> params = cell.init(jax.random.key(0), 8)
+        >>> carry, ys = rj.unroll(cell, params, jnp.ones((10, 8)), length=7)
+        >>> ys.shape, float(jnp.abs(ys[7:]).max())
+        ((10, 16), 0.0)
+        >>> batch = jnp.ones((4, 10, 8))
+        >>> _, ys = jax.vmap(rj.unroll, (None, None, 0))(cell, params, batch)
+        >>> ys.shape
+        (4, 10, 16)
+    """
+    if hasattr(cell, "_check_params"):
+        cell._check_params(params)
+    xs = _checks.sequence(xs, cell.input_size(params), "xs")
+    num_steps = xs.shape[0]
+    length = _checks.length(length, num_steps)
+    _checks.positive_int(unroll, "unroll")
+    if parallel and not hasattr(cell, "coefficients"):
+        raise ValueError(
+            f"parallel: needs a linear-recurrence cell (MinGRUCell, MinLSTMCell), got {type(cell).__name__}"
+        )
+
+    expected_carry = cell.initial_carry(params)
+    if carry is None:
+        carry = expected_carry
+    else:
+        _checks.same_structure(carry, expected_carry, "carry")
+    if num_steps == 0:
+        ys = jax.eval_shape(cell.step, params, carry, jnp.zeros(xs.shape[1:], xs.dtype))[1]
+        return carry, jnp.zeros((0, *ys.shape), ys.dtype)
+    carry = _carry_dtype_like_step(cell, params, carry, xs[0])
+    valid = None if length is None else jnp.arange(num_steps) < length
+
+    if parallel:
+        return _parallel_scan(cell, params, carry, xs, valid, reverse)
+    if remat:
+        return _remat_scan(cell, params, carry, xs, valid, reverse, unroll)
+    return _scan(cell, params, carry, xs, valid, reverse, unroll)

@@ -1,0 +1,65 @@
+"""Shared test set-up: strict dtype promotion, warnings as errors (pyproject), cell catalogue."""
+
+import functools
+
+import jax
+import pytest
+
+import rnnjax as rj
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# One instance of every cell kind, small enough for float64 gradient checks.
+CELLS = {
+    "elman": rj.ElmanCell(5),
+    "elman_relu": rj.ElmanCell(5, activation="relu"),
+    "jordan": rj.JordanCell(5, output_size=3, context_decay=0.5),
+    "rmlp": rj.RMLPCell(5, mlp_sizes=(6, 4)),
+    "lstm": rj.LSTMCell(5),
+    "lstm_peephole": rj.LSTMCell(5, peephole=True),
+    "gru": rj.GRUCell(5),
+    "gru_cho": rj.GRUCell(5, reset_after=False),
+    "mingru": rj.MinGRUCell(5),
+    "minlstm": rj.MinLSTMCell(5),
+    "stacked": rj.StackedCell([rj.LSTMCell(5), rj.GRUCell(4)]),
+}
+INPUT_SIZE = 3
+
+
+@pytest.fixture(params=sorted(CELLS))
+def cell(request):
+    return CELLS[request.param]
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+@functools.cache
+def random_params(cell, input_size=INPUT_SIZE, seed=0):
+    """Params of ``cell`` with every leaf random (cached: XLA:CPU compiles each init shape, ~1 s)."""
+    return randomize(cell.init(jax.random.key(seed), input_size), jax.random.key(seed + 1))
+
+
+def randomize(params, key, scale=0.5):
+    """Replace every leaf by N(0, scale^2) noise of its shape and dtype (zero biases are too easy)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten(
+        [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
+    )
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
