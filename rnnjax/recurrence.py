@@ -168,7 +168,7 @@ def unroll(
         ys = jax.eval_shape(cell.step, params, carry, jnp.zeros(xs.shape[1:], xs.dtype))[1]
         return carry, jnp.zeros((0, *ys.shape), ys.dtype)
     carry = _carry_dtype_like_step(cell, params, carry, xs[0])
-    valid = None if length is None else jnp.arange(num_steps) < length
+    valid = None if length is None else jnp.arange(num_steps, dtype=length.dtype) < length
 
     if parallel:
         return _parallel_scan(cell, params, carry, xs, valid, reverse)

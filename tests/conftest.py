@@ -1,4 +1,6 @@
-"""Shared test set-up: strict dtype promotion, warnings as errors (pyproject), cell catalogue."""
+"""Shared test fixtures: the cell catalogue, random params, float64, float64.
+
+Strict dtype promotion is set in the root conftest.py; warnings are errors (pyproject)."""
 
 import functools
 
@@ -6,8 +8,6 @@ import jax
 import pytest
 
 import rnnjax as rj
-
-jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # One instance of every cell kind, small enough for float64 gradient checks.
 CELLS = {
@@ -50,16 +50,3 @@ def randomize(params, key, scale=0.5):
     return treedef.unflatten(
         [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
     )
-
-
-def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)

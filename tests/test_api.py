@@ -1,0 +1,49 @@
+"""The public surface: DESIGN.md's entry points, __all__ pinned, docstrings everywhere."""
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+
+import rnnjax as rj
+
+PUBLIC = {
+    "RNN", "Bidirectional", "BidirectionalParams", "DenseParams", "ElmanCell", "ElmanParams", "GRUCell", "GRUParams",
+    "HiddenCarry", "JordanCarry", "JordanCell", "JordanParams", "LSTMCarry", "LSTMCell", "LSTMParams", "MinGRUCell",
+    "MinGRUParams", "MinLSTMCell", "MinLSTMParams", "RMLPCell", "RMLPParams", "Stack", "StackedCell", "checking",
+    "unroll",
+}  # fmt: skip
+
+
+def test_public_names_are_pinned():
+    assert set(rj.__all__) == PUBLIC
+    assert all(hasattr(rj, name) for name in PUBLIC)
+
+
+def test_unroll_signature_matches_design():
+    sig = inspect.signature(rj.unroll)
+    assert list(sig.parameters)[:4] == ["cell", "params", "xs", "carry"]
+    keyword_only = {n: p.default for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert keyword_only == {"length": None, "reverse": False, "unroll": 1, "remat": False, "parallel": False}
+
+
+def test_design_entry_point_example():
+    key = jax.random.key(0)
+    for make in (rj.LSTMCell, rj.ElmanCell, rj.JordanCell, rj.RMLPCell, rj.GRUCell, rj.MinGRUCell, rj.MinLSTMCell):
+        cell = make(128)
+        params = cell.init(key, 64)
+        xs = jnp.ones((12, 64))
+        carry, ys = rj.unroll(cell, params, xs, length=7, reverse=False)
+        assert ys.shape == (12, 128)
+
+
+def test_every_public_callable_has_a_docstring_with_an_example():
+    for name in PUBLIC:
+        obj = getattr(rj, name)
+        if name.endswith(("Params", "Carry")):
+            continue  # NamedTuples: documented by field comments
+        assert obj.__doc__ and ">>>" in obj.__doc__, f"{name} lacks a doctested example"
+        for method in ("init", "initial_carry", "project", "recur", "step"):
+            fn = getattr(obj, method, None)
+            if fn is not None:
+                assert fn.__doc__, f"{name}.{method} lacks a docstring"
