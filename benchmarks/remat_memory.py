@@ -64,7 +64,9 @@ def main(argv=None):
     cell = rj.LSTMCell(args.hidden_size)
     params = cell.init(jax.random.key(0), args.input_size)
     rows = []
-    print(f"LSTM, batch {args.batch}, input {args.input_size}, hidden {args.hidden_size}, backend {jax.default_backend()}")
+    print(
+        f"LSTM, batch {args.batch}, input {args.input_size}, hidden {args.hidden_size}, backend {jax.default_backend()}"
+    )
     print(f"{'T':>7} {'loss on':>8} {'remat':>6} {'temp MiB':>10} {'grad s':>8} {'compile s':>10}")
     for steps in args.steps:
         xs = jax.random.normal(jax.random.key(1), (args.batch, steps, args.input_size))
@@ -82,8 +84,14 @@ def main(argv=None):
                 f"time {checkpointed['grad_s'] / plain['grad_s']:.2f}x"
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"jax": jax.__version__, "backend": jax.default_backend(), "machine": platform.processor() or platform.machine()}
-    args.out.write_text(json.dumps({"config": vars(args) | {"out": str(args.out)}, "meta": meta, "rows": rows}, indent=2))
+    meta = {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "machine": platform.processor() or platform.machine(),
+    }
+    args.out.write_text(
+        json.dumps({"config": vars(args) | {"out": str(args.out)}, "meta": meta, "rows": rows}, indent=2)
+    )
     print(f"wrote {args.out}")
 
 

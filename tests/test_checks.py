@@ -22,7 +22,11 @@ def params():
     "kwargs, error, message",
     [
         (dict(xs=jnp.ones((5, 7))), ValueError, "xs: expected last axis of size 3 (the input_size the params were"),
-        (dict(xs=jnp.ones((2, 5, 3))), ValueError, "xs: expected shape [t, 3] (one sequence; batch with jax.vmap), got"),
+        (
+            dict(xs=jnp.ones((2, 5, 3))),
+            ValueError,
+            "xs: expected shape [t, 3] (one sequence; batch with jax.vmap), got",
+        ),
         (dict(xs=jnp.ones(3)), ValueError, "xs: expected shape [t, 3], got shape (3,)"),
         (dict(xs=jnp.ones((5, 3), jnp.int32)), TypeError, "xs: expected a floating dtype"),
         (dict(length=6), ValueError, "length: expected 0 <= length <= 5 (the number of steps), got 6"),

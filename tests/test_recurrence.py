@@ -89,7 +89,9 @@ def test_unroll_factor_and_remat_give_the_same_result(cell):
     params, xs = random_params(cell), inputs(4, num_steps=11)  # 11 is not a square: remat pads
     want = jit_unroll(cell, params, xs, None, length=8, reverse=True)
     assert_trees_close(jit_unroll(cell, params, xs, None, length=8, reverse=True, unroll=3), want, rtol=1e-6, atol=1e-6)
-    assert_trees_close(jit_unroll(cell, params, xs, None, length=8, reverse=True, remat=True), want, rtol=1e-6, atol=1e-6)
+    assert_trees_close(
+        jit_unroll(cell, params, xs, None, length=8, reverse=True, remat=True), want, rtol=1e-6, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "elman"])

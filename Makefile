@@ -1,0 +1,50 @@
+# Each target creates .venv if it is missing and installs what it needs (once; again when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow bench docs lint format clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# `pip install torch==2.13.0` takes the CPU wheel on this machine kind; see README for other machines.
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV)/.installed-base: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-docs: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
+demo: $(VENV)/.installed-base
+	$(VENV)/bin/rnnjax demo
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed-dev
+	$(PY) -m pytest -n 2 -q --runslow -m slow $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/remat_memory.py
+
+docs: $(VENV)/.installed-docs
+	$(VENV)/bin/mkdocs build --strict
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check rnnjax tests benchmarks experiments
+	$(VENV)/bin/ruff format --check rnnjax tests benchmarks experiments
+
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format rnnjax tests benchmarks experiments
+	$(VENV)/bin/ruff check --fix rnnjax tests benchmarks experiments
+
+clean:
+	rm -rf $(VENV) site build *.egg-info

@@ -1,0 +1,3 @@
+from rnnjax.cli import main
+
+main()
