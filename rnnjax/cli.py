@@ -67,9 +67,8 @@ def demo(args) -> None:
     bi = rj.Bidirectional(cell, cell)
     bi_params = bi.init(jax.random.key(1), 2)
     ys = jax.vmap(lambda x, n: bi.apply(bi_params, x, length=n))(xs[:2], lengths)
-    print(
-        f"bidirectional over padded batch: ys {ys.shape}, zero past each length: {bool(jnp.all(ys[1, lengths[1] :] == 0))}"
-    )
+    padding_is_zero = bool(jnp.all(ys[1, lengths[1] :] == 0))
+    print(f"bidirectional over padded batch: ys {ys.shape}, zero past each length: {padding_is_zero}")
     min_cell = rj.MinGRUCell(args.hidden)
     min_params = min_cell.init(jax.random.key(2), 2)
     seq = rj.unroll(min_cell, min_params, xs[0])[1]

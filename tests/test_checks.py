@@ -5,10 +5,10 @@ import re
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import random_params
 from jax.experimental import checkify
 
 import rnnjax as rj
+from conftest import random_params
 
 CELL = rj.LSTMCell(4)
 

@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import randomize
 
 import rnnjax as rj
+from conftest import randomize
 
 F, H, T = 3, 5, 7
 

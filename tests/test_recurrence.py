@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CELLS, INPUT_SIZE, random_params
 from jax import test_util
 
 import rnnjax as rj
+from conftest import CELLS, INPUT_SIZE, random_params
 
 T = 9
 
