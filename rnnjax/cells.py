@@ -152,8 +152,8 @@ class _Cell:
     dtype: Any = None
     param_dtype: Any = jnp.float32
     learn_initial_carry: bool = False
-    kernel_init: Callable = GLOROT_UNIFORM
-    recurrent_init: Callable = ORTHOGONAL
+    kernel_init: Callable = dataclasses.field(default=GLOROT_UNIFORM, repr=False)
+    recurrent_init: Callable = dataclasses.field(default=ORTHOGONAL, repr=False)
 
     params_type: ClassVar[type]
     num_gates: ClassVar[int] = 1

@@ -91,7 +91,9 @@ def torch_module(cell, params):
 
 
 @pytest.mark.parametrize(
-    "cell", [rj.ElmanCell(H), rj.ElmanCell(H, activation="relu"), rj.LSTMCell(H), rj.GRUCell(H)], ids=str
+    "cell",
+    [rj.ElmanCell(H), rj.ElmanCell(H, activation="relu"), rj.LSTMCell(H), rj.GRUCell(H)],
+    ids=["rnn_tanh", "rnn_relu", "lstm", "gru"],
 )
 def test_matches_torch_float64(cell, x64):
     params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), _params(cell))
