@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import rnnjax as rj
 
 PUBLIC = {
-    "RNN", "Bidirectional", "BidirectionalParams", "DenseParams", "ElmanCell", "ElmanParams", "GRUCell", "GRUParams",
+    "RNN", "Bidirectional", "BidirectionalParams", "Dense", "DenseParams", "Embedding", "EmbeddingParams", "ElmanCell", "ElmanParams", "GRUCell", "GRUParams",
     "HiddenCarry", "JordanCarry", "JordanCell", "JordanParams", "LSTMCarry", "LSTMCell", "LSTMParams", "MinGRUCell",
     "MinGRUParams", "MinLSTMCell", "MinLSTMParams", "RMLPCell", "RMLPParams", "Stack", "StackedCell", "checking",
-    "unroll",
+    "count_params", "summary", "unroll",
 }  # fmt: skip
 
 
