@@ -27,6 +27,9 @@ from rnnjax.cells import (
     RMLPCell,
     RMLPParams,
 )
+from rnnjax import losses as losses
+from rnnjax import train as train
+from rnnjax.heads import Dense, Embedding, EmbeddingParams, count_params, summary
 from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, StackedCell
 from rnnjax.recurrence import unroll
 
@@ -36,9 +39,12 @@ __all__ = [
     "RNN",
     "Bidirectional",
     "BidirectionalParams",
+    "Dense",
     "DenseParams",
     "ElmanCell",
     "ElmanParams",
+    "Embedding",
+    "EmbeddingParams",
     "GRUCell",
     "GRUParams",
     "HiddenCarry",
@@ -57,5 +63,7 @@ __all__ = [
     "Stack",
     "StackedCell",
     "checking",
+    "count_params",
+    "summary",
     "unroll",
 ]

@@ -67,7 +67,9 @@ def sequence_cross_entropy(logits: Array, targets: Array, mask: Array | None = N
     if not jnp.issubdtype(targets.dtype, jnp.integer):
         raise TypeError(f"targets: expected integer class ids, got dtype {targets.dtype}")
     if targets.shape != logits.shape[:-1]:
-        raise ValueError(f"targets: expected shape {logits.shape[:-1]} (logits without the class axis), got {targets.shape}")
+        raise ValueError(
+            f"targets: expected shape {logits.shape[:-1]} (logits without the class axis), got {targets.shape}"
+        )
     losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
     return _masked_mean(losses, mask)
 

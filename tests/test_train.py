@@ -1,0 +1,284 @@
+"""Training: train steps, clipping, BPTT == truncated BPTT (full window) == RTRL, diagnostics, fit and resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import rnnjax as rj
+from conftest import random_params
+
+GRAD_CELLS = {
+    "elman": rj.ElmanCell(4),
+    "lstm": rj.LSTMCell(4),
+    "gru": rj.GRUCell(4),
+    "jordan": rj.JordanCell(4, output_size=2),
+    "lstm_learned_carry": rj.LSTMCell(3, learn_initial_carry=True),
+}
+
+
+def mse(y, target):
+    return jnp.sum((y - target) ** 2)
+
+
+def float64_problem(cell, num_steps=12, seed=0):
+    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), random_params(cell, seed=seed))
+    xs = jax.random.normal(jax.random.key(seed + 10), (num_steps, 3), jnp.float64)
+    targets = jax.random.normal(jax.random.key(seed + 11), (num_steps, cell.output_size), jnp.float64)
+    return params, xs, targets
+
+
+def assert_trees_close(a, b, **tol):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, **tol)
+
+
+# --- train steps -------------------------------------------------------------------------------
+
+
+def regression_problem():
+    cell = rj.GRUCell(8)
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (16, 6, 2))
+    batch = {"xs": xs, "y": jnp.mean(xs[:, :, 0], axis=1)}
+
+    def loss_fn(params, batch, key):
+        ys = jax.vmap(lambda x: rj.unroll(cell, params, x)[1])(batch["xs"])
+        return jnp.mean((ys[:, -1, 0] - batch["y"]) ** 2)
+
+    return params, batch, loss_fn
+
+
+def test_train_step_reduces_loss_and_does_not_retrace():
+    params, batch, loss_fn = regression_problem()
+    traces = []
+
+    def counted(params, batch, key):
+        traces.append(1)
+        return loss_fn(params, batch, key)
+
+    optimizer = optax.adam(3e-2)
+    step = rj.train.make_train_step(counted, optimizer)
+    opt_state = optimizer.init(params)
+    losses = []
+    for i in range(60):
+        params, opt_state, metrics = step(params, opt_state, batch, jax.random.key(i))
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+    assert len(traces) == 1  # value_and_grad traces loss_fn once, on the first call only
+    assert "clipped" not in metrics
+
+
+def test_clipping_bounds_the_update_and_reports_it():
+    params, batch, loss_fn = regression_problem()
+    batch = {**batch, "y": 100.0 * batch["y"]}  # huge gradient
+    optimizer = optax.sgd(1.0)
+    step = rj.train.make_train_step(loss_fn, optimizer, clip_norm=0.5)
+    new_params, _, metrics = step(params, optimizer.init(params), batch, jax.random.key(0))
+    update_norm = optax.tree.norm(jax.tree_util.tree_map(jnp.subtract, new_params, params))
+    assert bool(metrics["clipped"]) and float(metrics["grad_norm"]) > 0.5
+    np.testing.assert_allclose(float(update_norm), 0.5, rtol=1e-4)
+    # small gradients pass unclipped
+    step = rj.train.make_train_step(loss_fn, optimizer, clip_norm=1e6)
+    new_params, _, metrics = step(params, optimizer.init(params), batch, jax.random.key(0))
+    update_norm = optax.tree.norm(jax.tree_util.tree_map(jnp.subtract, new_params, params))
+    assert not bool(metrics["clipped"])
+    np.testing.assert_allclose(float(update_norm), float(metrics["grad_norm"]), rtol=1e-4)
+
+
+def test_stateful_step_with_one_window_equals_plain_step():
+    cell = rj.LSTMCell(5)
+    params = random_params(cell)
+    stream = jax.random.normal(jax.random.key(0), (12, 3))
+    optimizer = optax.sgd(0.1)
+
+    def window_loss(params, carry, xs, key):
+        carry, ys = rj.unroll(cell, params, xs, carry)
+        return jnp.mean(ys**2), carry
+
+    stateful = rj.train.make_stateful_train_step(window_loss, optimizer)
+    plain = rj.train.make_train_step(lambda p, xs, key: window_loss(p, None, xs, key)[0], optimizer)
+    opt_state = optimizer.init(params)
+    p1, _, carry, m1 = stateful(params, opt_state, cell.initial_carry(params), stream, jax.random.key(0))
+    p2, _, m2 = plain(params, opt_state, stream, jax.random.key(0))
+    assert_trees_close(p1, p2, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(carry.h, rj.unroll(cell, params, stream)[0].h, rtol=1e-6)
+    # two windows: the carry flows forward, the gradient does not flow back across the cut
+    p3, _, carry2, _ = stateful(params, opt_state, cell.initial_carry(params), stream[:6], jax.random.key(0))
+    _, _, carry3, _ = stateful(p3, opt_state, carry2, stream[6:], jax.random.key(0))
+    assert not np.allclose(carry3.h, carry.h)
+
+
+# --- gradients through time --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(GRAD_CELLS))
+def test_rtrl_and_full_window_tbptt_equal_bptt(name, x64):
+    cell = GRAD_CELLS[name]
+    params, xs, targets = float64_problem(cell)
+    loss, grads = jax.jit(lambda p: rj.train.bptt_grad(cell, p, xs, targets, mse))(params)
+    rtrl_loss, rtrl_grads = jax.jit(lambda p: rj.train.rtrl_grad(cell, p, xs, targets, mse))(params)
+    np.testing.assert_allclose(rtrl_loss, loss, rtol=1e-12)
+    assert_trees_close(rtrl_grads, grads, rtol=1e-8, atol=1e-10)
+    t_loss, t_grads, carry = jax.jit(lambda p: rj.train.truncated_bptt_grad(cell, p, xs, targets, mse, k1=12))(params)
+    np.testing.assert_allclose(t_loss, loss, rtol=1e-12)
+    assert_trees_close(t_grads, grads, rtol=1e-10, atol=1e-12)
+    assert_trees_close(carry, rj.unroll(cell, params, xs)[0], rtol=1e-12)
+
+
+def reference_tbptt(cell, params, xs, targets, k1, k2):
+    """TBPTT(k1, k2) spelled out with Python loops: the specification."""
+    carries = [cell.initial_carry(params)]
+    for x in xs:
+        carries.append(cell.step(params, carries[-1], x)[0])
+    total = jax.tree_util.tree_map(jnp.zeros_like, params)
+    for end in range(k1, len(xs) + 1, k1):
+        start = max(0, end - k2)
+
+        def window(p, start=start, end=end):
+            c = cell.initial_carry(p) if start == 0 else jax.lax.stop_gradient(carries[start])
+            loss = 0.0
+            for t in range(start, end):
+                c, y = cell.step(p, c, xs[t])
+                if t >= end - k1:
+                    loss = loss + mse(y, targets[t])
+            return loss
+
+        total = jax.tree_util.tree_map(jnp.add, total, jax.grad(window)(params))
+    return total
+
+
+@pytest.mark.parametrize("k1, k2", [(3, 3), (3, 5), (4, 8), (2, 7)])  # k2 >= t would be BPTT
+def test_truncated_bptt_matches_its_definition_and_differs_from_bptt(k1, k2, x64):
+    cell = rj.ElmanCell(4)
+    params, xs, targets = float64_problem(cell)
+    _, grads, _ = jax.jit(lambda p: rj.train.truncated_bptt_grad(cell, p, xs, targets, mse, k1=k1, k2=k2))(params)
+    assert_trees_close(grads, reference_tbptt(cell, params, xs, targets, k1, k2), rtol=1e-10, atol=1e-12)
+    _, full = rj.train.bptt_grad(cell, params, xs, targets, mse)
+    assert not np.allclose(grads.w_h, full.w_h, rtol=1e-6)  # truncation drops long-range terms
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [(dict(k1=5), "xs: expected a number of steps divisible by k1 = 5, got 12"), (dict(k1=4, k2=3), "k2: expected")],
+)
+def test_truncated_bptt_argument_errors(kwargs, message):
+    cell = rj.ElmanCell(4)
+    with pytest.raises(ValueError, match=message):
+        rj.train.truncated_bptt_grad(cell, random_params(cell), jnp.ones((12, 3)), jnp.ones((12, 4)), mse, **kwargs)
+
+
+# --- diagnostics -------------------------------------------------------------------------------
+
+
+def test_carry_gradient_norms_equal_explicit_gradients(x64):
+    cell = rj.LSTMCell(4)
+    params, xs, _ = float64_problem(cell, num_steps=6)
+
+    def loss_fn(carry, ys):
+        return jnp.sum(ys[-1] ** 2) + jnp.sum(carry.c)
+
+    norms = rj.train.carry_gradient_norms(cell, params, xs, loss_fn)
+
+    def loss_from(t, carry_t):  # the loss as a function of the carry entering step t
+        carry, ys = rj.unroll(cell, params, xs[t:], carry_t)
+        return loss_fn(carry, ys)
+
+    carry = cell.initial_carry(params)
+    for t in range(6):
+        grad = jax.grad(loss_from, argnums=1)(t, carry)
+        np.testing.assert_allclose(norms[t], optax.tree.norm(grad), rtol=1e-10)
+        carry = cell.step(params, carry, xs[t])[0]
+
+
+def test_spectral_radius_at_rest_is_that_of_the_recurrent_weights():
+    cell = rj.ElmanCell(6)
+    params = random_params(cell)
+    params = params._replace(b=jnp.zeros_like(params.b))
+    rho = rj.train.jacobian_spectral_radius(cell, params, jnp.zeros((3, 3)))  # h stays 0, tanh'(0) = 1
+    np.testing.assert_allclose(rho, np.max(np.abs(np.linalg.eigvals(np.asarray(params.w_h)))), rtol=1e-5)
+
+
+# --- fit ---------------------------------------------------------------------------------------
+
+
+def test_fit_logs_evaluates_and_writes_jsonl(tmp_path):
+    params, batch, loss_fn = regression_problem()
+    optimizer = optax.adam(1e-2)
+    result = rj.train.fit(
+        rj.train.make_train_step(loss_fn, optimizer, clip_norm=10.0),
+        params,
+        optimizer.init(params),
+        lambda step: batch,
+        num_steps=20,
+        key=jax.random.key(0),
+        eval_fn=lambda p: {"loss": loss_fn(p, batch, None)},
+        eval_every=10,
+        log_every=5,
+        metrics_path=tmp_path / "metrics.jsonl",
+        progress=False,
+    )
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records == result.history
+    assert [r["step"] for r in records if "loss" in r] == [5, 10, 15, 20]
+    assert [r["step"] for r in records if "eval_loss" in r] == [10, 20]
+    assert {"grad_norm", "clipped", "time"} <= set(records[0])
+
+
+def run_script(*args):
+    script = Path(__file__).parent / "fit_script.py"
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_killed_and_resumed_run_is_bit_identical(tmp_path):
+    straight = run_script(tmp_path / "straight", tmp_path / "straight.npz")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = run_script(tmp_path / "resumed", tmp_path / "resumed.npz", "--die-at", 17)
+    assert killed.returncode == -9 and not (tmp_path / "resumed.npz").exists()
+    resumed = run_script(tmp_path / "resumed", tmp_path / "resumed.npz")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = np.load(tmp_path / "straight.npz"), np.load(tmp_path / "resumed.npz")
+    assert a.files == b.files
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name])
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30]  # records past the restored step were dropped, none duplicated
+
+
+def test_corrupt_or_mismatched_checkpoint_is_an_error_naming_it(tmp_path):
+    params, batch, loss_fn = regression_problem()
+    optimizer = optax.adam(1e-2)
+    step = rj.train.make_train_step(loss_fn, optimizer)
+    kwargs = dict(num_steps=4, key=jax.random.key(0), checkpoint_dir=tmp_path / "ckpt", progress=False)
+    rj.train.fit(step, params, optimizer.init(params), lambda s: batch, **kwargs)
+    # another model's params: a mismatch
+    other = rj.GRUCell(3).init(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match=r"checkpoint .*ckpt/4: cannot be restored"):
+        rj.train.fit(step, other, optimizer.init(other), lambda s: batch, resume=True, **{**kwargs, "num_steps": 8})
+    # corrupt files: every file of the checkpoint truncated
+    for path in (tmp_path / "ckpt" / "4").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"checkpoint .*ckpt/4: cannot be restored"):
+        rj.train.fit(step, params, optimizer.init(params), lambda s: batch, resume=True, **{**kwargs, "num_steps": 8})
+
+
+def test_resume_needs_a_checkpoint_dir():
+    params, batch, loss_fn = regression_problem()
+    optimizer = optax.adam(1e-2)
+    with pytest.raises(ValueError, match="resume: needs a checkpoint_dir"):
+        rj.train.fit(
+            rj.train.make_train_step(loss_fn, optimizer),
+            params,
+            optimizer.init(params),
+            lambda s: batch,
+            num_steps=2,
+            key=jax.random.key(0),
+            resume=True,
+        )
