@@ -37,9 +37,10 @@ def _masked_mean(values: Array, mask: Array | None, name: str = "mask") -> Array
         return jnp.mean(values)
     if mask.shape != values.shape:
         raise ValueError(f"{name}: expected shape {values.shape} (one flag per step), got {mask.shape}")
-    mask = mask.astype(values.dtype)
-    # mean over valid steps; an all-padding batch gives 0, not NaN
-    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1)
+    # a select, not a product: NaN or inf in the padding must not leak (NaN * 0 is NaN);
+    # an all-padding batch gives 0, not NaN
+    total = jnp.sum(jnp.where(mask, values, jnp.zeros_like(values)))
+    return total / jnp.maximum(jnp.sum(mask), 1).astype(values.dtype)
 
 
 def sequence_cross_entropy(logits: Array, targets: Array, mask: Array | None = None) -> Array:
