@@ -27,6 +27,7 @@ from rnnjax.cells import (
     RMLPCell,
     RMLPParams,
 )
+from rnnjax import decode as decode
 from rnnjax import losses as losses
 from rnnjax import train as train
 from rnnjax.heads import Dense, Embedding, EmbeddingParams, count_params, summary
