@@ -27,8 +27,10 @@ from rnnjax.cells import (
     RMLPCell,
     RMLPParams,
 )
+from rnnjax import data as data
 from rnnjax import decode as decode
 from rnnjax import losses as losses
+from rnnjax import ngram as ngram
 from rnnjax import train as train
 from rnnjax.heads import Dense, Embedding, EmbeddingParams, count_params, summary
 from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, StackedCell
