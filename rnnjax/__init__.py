@@ -30,6 +30,7 @@ from rnnjax.cells import (
 from rnnjax import data as data
 from rnnjax import decode as decode
 from rnnjax import losses as losses
+from rnnjax import models as models
 from rnnjax import ngram as ngram
 from rnnjax import train as train
 from rnnjax.heads import Dense, Embedding, EmbeddingParams, count_params, summary

@@ -138,3 +138,17 @@ def params_type(params, expected_type: type, cell) -> None:
 def positive_int(value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+
+def token_ids(ids, name: str, ndim: int | None = None, shape: str = ""):
+    """``ids`` as an array of an integer dtype with ``ndim`` axes (if given), or an error naming ``name``.
+
+    ``shape`` (e.g. ``"[t]"``) is the expected shape written in the notation letters, for the message.
+    """
+    ids = jnp.asarray(ids)
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"{name}: expected integer token ids, got dtype {ids.dtype}")
+    if ndim is not None and ids.ndim != ndim:
+        hint = " (one example; batch with jax.vmap)" if ids.ndim > ndim else ""
+        raise ValueError(f"{name}: expected shape {shape or ndim * '[.]'}{hint}, got shape {tuple(ids.shape)}")
+    return ids

@@ -54,7 +54,12 @@ class Embedding:
         ids = jnp.asarray(ids)
         if not jnp.issubdtype(ids.dtype, jnp.integer):
             raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype}")
-        return jnp.take(params.table, ids, axis=0)
+        vocab_size = params.table.shape[0]
+        if _checks.is_checking() or not isinstance(ids, jax.core.Tracer):
+            in_range = jnp.all((ids >= 0) & (ids < vocab_size))
+            _checks.value_check(in_range, f"ids: expected token ids in [0, {vocab_size}), got one outside")
+        # out-of-range ids that slip through (traced, unchecked) give NaN rows, never another row
+        return jnp.take(params.table, ids, axis=0, mode="fill", fill_value=jnp.nan)
 
     def attend(self, params: EmbeddingParams, x: Array) -> Array:
         """Logits against the embedding table (weight tying): ``x [..., d] -> [..., v]``."""

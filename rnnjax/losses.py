@@ -104,7 +104,7 @@ def last_step(ys: Array, length: Array | int | None = None) -> Array:
 
     Args:
       ys: ``[t, o]`` for one sequence (vmap for a batch).
-      length: number of valid steps, ``>= 1``.
+      length: number of valid steps (0 gives zeros).
 
     Example:
         >>> import jax.numpy as jnp, rnnjax as rj
@@ -113,7 +113,9 @@ def last_step(ys: Array, length: Array | int | None = None) -> Array:
     """
     if length is None:
         return ys[-1]
-    return jnp.take(ys, jnp.asarray(length) - 1, axis=0)
+    length = jnp.asarray(length)
+    last = jnp.take(ys, jnp.maximum(length - 1, 0), axis=0)
+    return jnp.where(length > 0, last, jnp.zeros_like(last))  # no valid step: zeros, not ys[-1]
 
 
 def last_step_mse(ys: Array, targets: Array, length: Array | int | None = None) -> Array:

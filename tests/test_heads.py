@@ -33,5 +33,8 @@ def test_dense_and_embedding():
     np.testing.assert_allclose(embed.attend(table, table.table[2]), table.table @ table.table[2], rtol=1e-6)
     with pytest.raises(TypeError, match="ids: expected integer token ids"):
         embed.apply(table, jnp.array([1.0]))
+    with pytest.raises(ValueError, match=r"ids: expected token ids in \[0, 7\)"):
+        embed.apply(table, jnp.array([3, 7]))
+    assert bool(jnp.all(jnp.isnan(jax.jit(embed.apply)(table, jnp.array([7])))))  # traced: NaN, not a wrong row
     with pytest.raises(ValueError, match=r"x: expected last axis of size 4"):
         head.apply(params, jnp.ones((2, 5)))

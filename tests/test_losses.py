@@ -45,6 +45,7 @@ def test_sequence_mse_and_last_step_by_hand():
     np.testing.assert_allclose(float(rj.losses.sequence_mse(preds, targets, mask)), (5.0 + 4.0) / 2)
     np.testing.assert_allclose(float(rj.losses.last_step_mse(preds, jnp.array([1.0, 1.0]), 2)), 1.0)
     np.testing.assert_allclose(float(rj.losses.last_step_mse(preds, jnp.array([100.0, 99.0]))), 0.5)
+    np.testing.assert_array_equal(rj.losses.last_step(preds, 0), [0.0, 0.0])  # no valid step
 
 
 CE = rj.losses.sequence_cross_entropy
