@@ -1,6 +1,8 @@
-"""The ``rnnjax`` command line: ``rnnjax demo``."""
+"""The ``rnnjax`` command line: ``rnnjax demo`` (the character LM job), ``rnnjax generate``, ``rnnjax adding``."""
 
 import argparse
+import dataclasses
+import json
 import time
 
 import jax
@@ -10,22 +12,11 @@ import optax
 import rnnjax as rj
 
 
-def _adding_problem(key, batch: int, num_steps: int):
-    """Hochreiter & Schmidhuber's adding problem: sum the two marked numbers of a sequence."""
-    k_values, k_marks = jax.random.split(key)
-    values = jax.random.uniform(k_values, (batch, num_steps))
-    first = jax.random.randint(k_marks, (batch,), 0, num_steps // 2)
-    second = first + num_steps // 2
-    marks = jax.nn.one_hot(first, num_steps) + jax.nn.one_hot(second, num_steps)
-    xs = jnp.stack([values, marks], axis=-1)  # [b, t, 2]
-    return xs, jnp.sum(values * marks, axis=-1)  # targets [b]
-
-
-def demo(args) -> None:
+def adding(args) -> None:
     """Train an LSTM by BPTT on the adding problem; show unroll's features on the way."""
     print(f"rnnjax {rj.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s))")
     cell = rj.LSTMCell(args.hidden)
-    key_params, key_head, key_data = jax.random.split(jax.random.key(args.seed), 3)
+    key_params, key_head = jax.random.split(jax.random.key(args.seed))
     params = {
         "lstm": cell.init(key_params, 2),
         "head": rj.DenseParams(jax.random.normal(key_head, (args.hidden, 1)) * 0.1, jnp.zeros(1)),
@@ -35,31 +26,29 @@ def demo(args) -> None:
         carry, _ = rj.unroll(cell, params["lstm"], xs)  # many-to-one: the last carry
         return (carry.h @ params["head"].w + params["head"].b)[0]
 
-    def loss_fn(params, xs, targets):
+    def loss(params, xs, targets):
         return jnp.mean((jax.vmap(predict, (None, 0))(params, xs) - targets) ** 2)
 
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(args.lr))
+    optimizer = optax.adam(args.lr)
     opt_state = optimizer.init(params)
 
-    @jax.jit
-    def train_step(params, opt_state, key):
-        xs, targets = _adding_problem(key, args.batch, args.steps_per_seq)
-        loss, grads = jax.value_and_grad(loss_fn)(params, xs, targets)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    def loss_fn(params, batch, key):
+        return loss(params, *batch)
 
+    train_step = rj.train.make_train_step(loss_fn, optimizer, clip_norm=1.0)
     print(
         f"adding problem, T={args.steps_per_seq}: LSTM({args.hidden}) trained by BPTT with "
-        f"clip_by_global_norm(1) + adam({args.lr}); predicting the mean gives MSE 0.167"
+        f"clip_norm=1 and adam({args.lr}); predicting the mean gives MSE 0.167"
     )
     start = time.perf_counter()
-    for step, key in enumerate(jax.random.split(key_data, args.train_steps), start=1):
-        params, opt_state, loss = train_step(params, opt_state, key)
+    for step in range(1, args.train_steps + 1):
+        batch = rj.data.adding_problem((args.seed, step), args.batch, args.steps_per_seq)
+        params, opt_state, metrics = train_step(params, opt_state, batch, None)
         if step % max(1, args.train_steps // 10) == 0 or step == 1:
-            print(f"  step {step:5d}  mse {float(loss):.4f}  ({time.perf_counter() - start:.1f} s)")
+            print(f"  step {step:5d}  mse {float(metrics['loss']):.4f}  ({time.perf_counter() - start:.1f} s)")
 
-    xs, targets = _adding_problem(jax.random.key(args.seed + 1), 512, args.steps_per_seq)
-    test_mse = float(loss_fn(params, xs, targets))
+    xs, targets = rj.data.adding_problem((args.seed, 0), 512, args.steps_per_seq)
+    test_mse = float(loss(params, xs, targets))
     print(f"test mse on 512 new sequences: {test_mse:.4f} (baseline 0.167)")
 
     # The same cell over padded sequences, both directions, and a linear-recurrence cell in parallel.
@@ -76,19 +65,89 @@ def demo(args) -> None:
     print(f"minGRU sequential vs associative scan: max |diff| = {float(jnp.max(jnp.abs(seq - par))):.1e}")
 
 
+def demo(args) -> None:
+    """The main job: a character LM on the embedded corpus against Kneser-Ney, then samples."""
+    from rnnjax import lm
+
+    fields = {f.name for f in dataclasses.fields(lm.LMConfig)}
+    config = lm.LMConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    print(f"rnnjax {rj.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s))")
+    result = lm.train_char_lm(config, args.run_dir, resume=args.resume)
+    verdict = "beats" if result["lm_valid_bpc"] < result["kn_valid_bpc"] else "does NOT beat"
+    print(
+        f"\nvalidation bits per character: {config.cell.upper()} {result['lm_valid_bpc']:.3f}, "
+        f"Kneser-Ney order {config.kn_order} {result['kn_valid_bpc']:.3f}: the RNN {verdict} the n-gram baseline"
+    )
+    for name, text in result["samples"].items():
+        print(f"\n--- {name} ---\n{text}")
+    if args.run_dir:
+        summary = {k: v for k, v in result.items() if k != "history"}
+        (args.run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+        print(f"\nrun saved in {args.run_dir} (generate with: rnnjax generate --checkpoint {args.run_dir})")
+
+
+def generate(args) -> None:
+    from rnnjax import lm
+
+    config, vocab, model, params = lm.load_run(args.checkpoint)
+    samples = lm.generate(
+        model,
+        params,
+        vocab,
+        prompt=args.prompt,
+        length=args.length,
+        seed=args.seed,
+        beam_size=args.beam,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
+    for name, text in samples.items():
+        print(f"--- {name} ---\n{text}\n")
+
+
 def main(argv=None) -> None:
+    from pathlib import Path
+
     parser = argparse.ArgumentParser(prog="rnnjax", description="rnnjax command line")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="train an LSTM on the adding problem (a minute on a CPU)")
-    demo_parser.add_argument("--hidden", type=int, default=64)
-    demo_parser.add_argument("--steps-per-seq", type=int, default=50, help="sequence length T")
-    demo_parser.add_argument("--batch", type=int, default=64)
-    demo_parser.add_argument("--train-steps", type=int, default=1500)
-    demo_parser.add_argument("--lr", type=float, default=3e-3)
-    demo_parser.add_argument("--seed", type=int, default=0)
+
+    demo_parser = commands.add_parser("demo", help="train a character LM and compare it with Kneser-Ney")
+    demo_parser.add_argument("--corpus", help="a text file or directory (default: the Python standard library)")
+    demo_parser.add_argument("--max-chars", type=int)
+    demo_parser.add_argument("--cell", choices=["lstm", "gru", "elman"])
+    demo_parser.add_argument("--hidden", type=int)
+    demo_parser.add_argument("--layers", type=int)
+    demo_parser.add_argument("--embed", type=int)
+    demo_parser.add_argument("--steps", type=int)
+    demo_parser.add_argument("--batch", type=int)
+    demo_parser.add_argument("--window", type=int)
+    demo_parser.add_argument("--lr", type=float)
+    demo_parser.add_argument("--kn-order", type=int)
+    demo_parser.add_argument("--seed", type=int)
+    demo_parser.add_argument("--run-dir", type=Path, help="keep config, vocabulary and checkpoints here")
+    demo_parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --run-dir")
+
+    gen_parser = commands.add_parser("generate", help="generate text from a run directory")
+    gen_parser.add_argument("--checkpoint", type=Path, required=True, help="a --run-dir of rnnjax demo")
+    gen_parser.add_argument("--prompt", default="def ")
+    gen_parser.add_argument("--length", type=int, default=200)
+    gen_parser.add_argument("--beam", type=int, default=4)
+    gen_parser.add_argument("--temperature", type=float, default=0.8)
+    gen_parser.add_argument("--top-p", type=float, default=0.95)
+    gen_parser.add_argument("--seed", type=int, default=0)
+
+    adding_parser = commands.add_parser("adding", help="train an LSTM on the adding problem (a minute on a CPU)")
+    adding_parser.add_argument("--hidden", type=int, default=64)
+    adding_parser.add_argument("--steps-per-seq", type=int, default=50, help="sequence length T")
+    adding_parser.add_argument("--batch", type=int, default=64)
+    adding_parser.add_argument("--train-steps", type=int, default=1500)
+    adding_parser.add_argument("--lr", type=float, default=3e-3)
+    adding_parser.add_argument("--seed", type=int, default=0)
+
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo(args)
+    if args.command == "demo" and args.resume and args.run_dir is None:
+        parser.error("--resume needs --run-dir")
+    {"demo": demo, "generate": generate, "adding": adding}[args.command](args)
 
 
 if __name__ == "__main__":
