@@ -6,6 +6,13 @@ layers (:class:`RNN`, :class:`Bidirectional`, :class:`Stack`) build models.
 See ``docs/`` for the guide.
 """
 
+from rnnjax import data as data  # public submodule rj.data (NumPy data pipelines)
+from rnnjax import decode as decode
+from rnnjax import interop as interop  # public submodule rj.interop (torch and keras are imported lazily)
+from rnnjax import losses as losses
+from rnnjax import models as models  # public submodule rj.models
+from rnnjax import ngram as ngram  # public submodule rj.ngram (Kneser-Ney baseline)
+from rnnjax import train as train
 from rnnjax._checks import checking
 from rnnjax.cells import (
     DenseParams,
@@ -27,12 +34,6 @@ from rnnjax.cells import (
     RMLPCell,
     RMLPParams,
 )
-from rnnjax import data as data
-from rnnjax import decode as decode
-from rnnjax import losses as losses
-from rnnjax import models as models
-from rnnjax import ngram as ngram
-from rnnjax import train as train
 from rnnjax.heads import Dense, Embedding, EmbeddingParams, count_params, summary
 from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, StackedCell
 from rnnjax.recurrence import unroll

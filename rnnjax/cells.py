@@ -160,6 +160,10 @@ class _Cell:
 
     def __post_init__(self):
         _checks.positive_int(self.hidden_size, "hidden_size")
+        # one canonical form, so that equal cells hash equal (np.dtype vs jnp.float32 do not)
+        object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
 
     @property
     def output_size(self) -> int:

@@ -73,11 +73,10 @@ def demo(args) -> None:
     config = lm.LMConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     print(f"rnnjax {rj.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s))")
     result = lm.train_char_lm(config, args.run_dir, resume=args.resume)
-    verdict = "beats" if result["lm_valid_bpc"] < result["kn_valid_bpc"] else "does NOT beat"
-    print(
-        f"\nvalidation bits per character: {config.cell.upper()} {result['lm_valid_bpc']:.3f}, "
-        f"Kneser-Ney order {config.kn_order} {result['kn_valid_bpc']:.3f}: the RNN {verdict} the n-gram baseline"
-    )
+    lm_bpc, kn_bpc = result["lm_valid_bpc"], result["kn_valid_bpc"]
+    print(f"\nvalidation bits per character ({config.cell.upper()} {lm_bpc:.3f}):")
+    for order, bpc in kn_bpc.items():
+        print(f"  Kneser-Ney order {order}: {bpc:.3f}  {'RNN better' if lm_bpc < bpc else 'n-gram better'}")
     for name, text in result["samples"].items():
         print(f"\n--- {name} ---\n{text}")
     if args.run_dir:

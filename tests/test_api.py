@@ -8,11 +8,37 @@ import jax.numpy as jnp
 import rnnjax as rj
 
 PUBLIC = {
-    "RNN", "Bidirectional", "BidirectionalParams", "Dense", "DenseParams", "Embedding", "EmbeddingParams", "ElmanCell", "ElmanParams", "GRUCell", "GRUParams",
-    "HiddenCarry", "JordanCarry", "JordanCell", "JordanParams", "LSTMCarry", "LSTMCell", "LSTMParams", "MinGRUCell",
-    "MinGRUParams", "MinLSTMCell", "MinLSTMParams", "RMLPCell", "RMLPParams", "Stack", "StackedCell", "checking",
-    "count_params", "summary", "unroll",
-}  # fmt: skip
+    "Bidirectional",
+    "BidirectionalParams",
+    "Dense",
+    "DenseParams",
+    "ElmanCell",
+    "ElmanParams",
+    "Embedding",
+    "EmbeddingParams",
+    "GRUCell",
+    "GRUParams",
+    "HiddenCarry",
+    "JordanCarry",
+    "JordanCell",
+    "JordanParams",
+    "LSTMCarry",
+    "LSTMCell",
+    "LSTMParams",
+    "MinGRUCell",
+    "MinGRUParams",
+    "MinLSTMCell",
+    "MinLSTMParams",
+    "RMLPCell",
+    "RMLPParams",
+    "RNN",
+    "Stack",
+    "StackedCell",
+    "checking",
+    "count_params",
+    "summary",
+    "unroll",
+}
 
 
 def test_public_names_are_pinned():

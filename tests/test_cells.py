@@ -104,6 +104,9 @@ def test_cells_are_hashable_static_hyperparameters():
     assert rj.LSTMCell(8) != rj.LSTMCell(8, peephole=True)
     assert rj.JordanCell(8) == rj.JordanCell(8, output_size=8)
     assert len({rj.RMLPCell(4, mlp_sizes=[3]), rj.RMLPCell(4, mlp_sizes=(3,))}) == 1
+    # dtypes in any spelling: equal cells hash equal (a jit cache key)
+    spellings = [rj.GRUCell(4, param_dtype=d, dtype=d) for d in (jnp.float32, np.dtype("float32"), "float32")]
+    assert len(set(spellings)) == 1
 
 
 def test_lstm_forget_bias_initialisation():
