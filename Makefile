@@ -39,12 +39,12 @@ docs: $(VENV)/.installed-docs
 	$(VENV)/bin/mkdocs build --strict
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check rnnjax tests benchmarks experiments
-	$(VENV)/bin/ruff format --check rnnjax tests benchmarks experiments
+	$(VENV)/bin/ruff check rnnjax tests benchmarks
+	$(VENV)/bin/ruff format --check rnnjax tests benchmarks
 
 format: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff format rnnjax tests benchmarks experiments
-	$(VENV)/bin/ruff check --fix rnnjax tests benchmarks experiments
+	$(VENV)/bin/ruff format rnnjax tests benchmarks
+	$(VENV)/bin/ruff check --fix rnnjax tests benchmarks
 
 clean:
 	rm -rf $(VENV) site build *.egg-info

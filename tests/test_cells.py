@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CELLS, INPUT_SIZE, random_params, randomize
 from jax import test_util
 
 import rnnjax as rj
+from conftest import CELLS, INPUT_SIZE, random_params, randomize
 
 
 def num_params(params):

@@ -16,6 +16,7 @@ def corpus(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_demo_trains_saves_and_generates(corpus, tmp_path, capsys):
     run = tmp_path / "run"
     cli.main(["demo", "--corpus", str(corpus), "--steps", "40", "--run-dir", str(run), *TINY])
@@ -40,6 +41,7 @@ def test_generate_from_a_missing_run_names_it(tmp_path):
         cli.main(["generate", "--checkpoint", str(tmp_path / "nothing")])
 
 
+@pytest.mark.slow
 def test_adding_demo_runs(capsys):
     cli.main(["adding", "--hidden", "8", "--steps-per-seq", "10", "--batch", "8", "--train-steps", "20"])
     assert "test mse" in capsys.readouterr().out

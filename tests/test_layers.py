@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_recurrence import loop_unroll
 
 import rnnjax as rj
 from conftest import INPUT_SIZE, random_params
+from test_recurrence import loop_unroll
 
 T = 8
 
