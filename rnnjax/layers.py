@@ -82,6 +82,16 @@ class RNN:
         return self.apply_with_carry(params, xs, length=length)[1]
 
 
+def _init_chain(parts, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
+    """Params of layers (or cells) applied one after another: each one's input is the last one's output."""
+    _checks.positive_int(input_size, "input_size")
+    params, size = [], input_size
+    for part, k in zip(parts, jax.random.split(key, len(parts)), strict=True):
+        params.append(part.init(k, size))
+        size = part.output_size
+    return tuple(params)
+
+
 def _as_layer(layer) -> Any:
     """A cell becomes an ``RNN`` layer; a layer is kept as it is."""
     return layer if hasattr(layer, "apply") else RNN(layer)
@@ -194,12 +204,7 @@ class Stack:
 
     def init(self, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
         """A tuple with each layer's params, input side first."""
-        keys = jax.random.split(key, len(self.layers))
-        params, size = [], input_size
-        for layer, k in zip(self.layers, keys, strict=True):
-            params.append(layer.init(k, size))
-            size = layer.output_size
-        return tuple(params)
+        return _init_chain(self.layers, key, input_size)
 
     def apply(self, params: tuple[Params, ...], xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
         """Outputs of the last layer ``[t, o]``; dropout between layers when ``key`` is given."""
@@ -256,13 +261,7 @@ class StackedCell:
 
     def init(self, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
         """A tuple with each cell's params, input side first."""
-        _checks.positive_int(input_size, "input_size")
-        keys = jax.random.split(key, len(self.cells))
-        params, size = [], input_size
-        for cell, k in zip(self.cells, keys, strict=True):
-            params.append(cell.init(k, size))
-            size = cell.output_size
-        return tuple(params)
+        return _init_chain(self.cells, key, input_size)
 
     def initial_carry(self, params: tuple[Params, ...], batch_shape: Shape = ()) -> tuple[Carry, ...]:
         """A tuple with each cell's initial carry."""
