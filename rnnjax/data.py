@@ -562,7 +562,8 @@ def lm_windows(streams, window: int, *, drop_last: bool = False) -> Iterator[tup
 
     Example:
         >>> streams = lm_streams(np.arange(10), 3)
-        >>> [(x.tolist(), y.tolist()) for x, y in lm_windows(streams, 2)][1]
+        >>> second = list(lm_windows(streams, 2))[1]
+        >>> second[0].tolist(), second[1].tolist()
         ([[2], [5], [8]], [[3], [6], [9]])
     """
     streams = _streams_arg(streams)  # checked now, not at the first next()

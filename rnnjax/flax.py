@@ -183,7 +183,8 @@ class LinenRNN(linen.Module):
         >>> model = rnnjax.flax.LinenRNN(rj.GRUCell(4))
         >>> xs = jnp.ones((2, 10, 3))
         >>> variables = model.init(jax.random.key(0), xs)
-        >>> type(variables["params"]["rnn"]).__name__
+        >>> params = variables["params"]
+        >>> type(params.get("rnn")).__name__
         'GRUParams'
         >>> model.apply(variables, xs, seq_lengths=jnp.array([10, 7])).shape
         (2, 10, 4)
