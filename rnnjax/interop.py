@@ -51,8 +51,7 @@ from rnnjax.cells import (
     LSTMCell,
     LSTMParams,
 )
-from rnnjax.layers import _MERGES, RNN, Bidirectional, BidirectionalParams, Stack
-from rnnjax.recurrence import unroll
+from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack
 from rnnjax.typing import Array, Carry, Params, PRNGKey, Shape
 
 __all__ = [
@@ -154,18 +153,10 @@ def initial_carry(layer, params: Params, batch_shape: Shape = ()) -> Carry:
         >>> fwd.h.shape, last.c.shape
         ((5, 4), (5, 4))
     """
-    if _is_cell(layer):
-        return layer.initial_carry(params, batch_shape)
-    if isinstance(layer, RNN):
-        return layer.cell.initial_carry(params, batch_shape)
-    if isinstance(layer, Bidirectional):
-        return (
-            layer.forward.cell.initial_carry(params.forward, batch_shape),
-            layer.backward.cell.initial_carry(params.backward, batch_shape),
-        )
-    if isinstance(layer, Stack):
-        return tuple(initial_carry(sub, p, batch_shape) for sub, p in zip(layer.layers, params, strict=True))
-    raise TypeError(f"layer: expected a cell, RNN, Bidirectional or Stack, got {type(layer).__name__}")
+    layer = _as_layer(layer)
+    if not isinstance(layer, RNN | Bidirectional | Stack):
+        raise TypeError(f"layer: expected a cell, RNN, Bidirectional or Stack, got {type(layer).__name__}")
+    return layer.initial_carry(params, batch_shape)
 
 
 def apply_with_carry(
@@ -197,35 +188,10 @@ def apply_with_carry(
         >>> ys.shape, bool(jnp.allclose(fwd.h, ys[3, :4])), bool(jnp.allclose(bwd.h, ys[0, 4:]))
         ((6, 8), True, True)
     """
-    if _is_cell(layer):
-        return unroll(layer, params, xs, carry, length=length)
-    if isinstance(layer, RNN):
-        return layer.apply_with_carry(params, xs, carry, length=length)
-    if isinstance(layer, Bidirectional):
-        fwd0, bwd0 = (None, None) if carry is None else carry
-        fwd, ys_f = layer.forward.apply_with_carry(params.forward, xs, fwd0, length=length)
-        bwd, ys_b = layer.backward.apply_with_carry(params.backward, xs, bwd0, length=length)
-        return (fwd, bwd), _MERGES[layer.merge](ys_f, ys_b)
-    if isinstance(layer, Stack):
-        if len(params) != len(layer.layers):
-            raise ValueError(f"params: expected {len(layer.layers)} layer params, got {len(params)}")
-        n = len(layer.layers)
-        carries = [None] * n if carry is None else list(carry)
-        if len(carries) != n:
-            raise ValueError(f"carry: expected a tuple of {n} layer carries, got {len(carries)}")
-        keys = [None] * (2 * n) if key is None else list(jax.random.split(key, 2 * n))  # as Stack.apply
-        layer_keys, dropout_keys = keys[:n], keys[n:]
-        out = []
-        for i, (sub, p) in enumerate(zip(layer.layers, params, strict=True)):
-            c, xs = apply_with_carry(sub, p, xs, carries[i], length=length, key=layer_keys[i])
-            out.append(c)
-            if layer.dropout > 0 and key is not None and i < n - 1:
-                keep = jax.random.bernoulli(dropout_keys[i], 1.0 - layer.dropout, xs.shape)
-                xs = jnp.where(keep, xs / (1.0 - layer.dropout), jnp.zeros_like(xs))
-        return tuple(out), xs
-    if hasattr(layer, "apply_with_carry"):
-        return layer.apply_with_carry(params, xs, carry, length=length)
-    raise TypeError(f"layer: expected a cell, RNN, Bidirectional or Stack, got {type(layer).__name__}")
+    layer = _as_layer(layer)
+    if not hasattr(layer, "apply_with_carry"):
+        raise TypeError(f"layer: expected a cell, RNN, Bidirectional or Stack, got {type(layer).__name__}")
+    return layer.apply_with_carry(params, xs, carry, length=length, key=key)
 
 
 def _directions(layer) -> list:

@@ -50,8 +50,12 @@ class RNN:
         """The cell's params (see the cell's ``init``)."""
         return self.cell.init(key, input_size)
 
+    def initial_carry(self, params: Params, batch_shape: Shape = ()) -> Carry:
+        """The cell's initial carry."""
+        return self.cell.initial_carry(params, batch_shape)
+
     def apply_with_carry(
-        self, params: Params, xs: Array, carry: Carry | None = None, *, length=None
+        self, params: Params, xs: Array, carry: Carry | None = None, *, length=None, key: PRNGKey | None = None
     ) -> tuple[Carry, Array]:
         """``(carry, ys)`` for ``xs: [t, f]`` from an optional initial carry.
 
@@ -161,11 +165,35 @@ class Bidirectional:
         k_f, k_b = jax.random.split(key)
         return BidirectionalParams(self.forward.init(k_f, input_size), self.backward.init(k_b, input_size))
 
+    def initial_carry(self, params: BidirectionalParams, batch_shape: Shape = ()) -> tuple[Carry, Carry]:
+        """``(forward carry, backward carry)``."""
+        return self.forward.initial_carry(params.forward, batch_shape), self.backward.initial_carry(
+            params.backward, batch_shape
+        )
+
+    def apply_with_carry(
+        self, params: BidirectionalParams, xs: Array, carry=None, *, length=None, key: PRNGKey | None = None
+    ) -> tuple[tuple[Carry, Carry], Array]:
+        """``((forward carry, backward carry), ys)``: each direction's carry after its last valid step.
+
+        The backward direction ends at step 0. ``carry`` (optional) is a pair of initial carries.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, rnnjax as rj
+            >>> layer = rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4))
+            >>> params = layer.init(jax.random.key(0), 3)
+            >>> (fwd, bwd), ys = layer.apply_with_carry(params, jnp.ones((6, 3)), length=4)
+            >>> ys.shape, bool(jnp.allclose(fwd.h, ys[3, :4])), bool(jnp.allclose(bwd.h, ys[0, 4:]))
+            ((6, 8), True, True)
+        """
+        carry_f, carry_b = (None, None) if carry is None else carry
+        carry_f, ys_f = self.forward.apply_with_carry(params.forward, xs, carry_f, length=length)
+        carry_b, ys_b = self.backward.apply_with_carry(params.backward, xs, carry_b, length=length)
+        return (carry_f, carry_b), _MERGES[self.merge](ys_f, ys_b)
+
     def apply(self, params: BidirectionalParams, xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
         """Merged outputs ``[t, o]`` for ``xs: [t, f]``."""
-        ys_f = self.forward.apply(params.forward, xs, length=length)
-        ys_b = self.backward.apply(params.backward, xs, length=length)
-        return _MERGES[self.merge](ys_f, ys_b)
+        return self.apply_with_carry(params, xs, length=length)[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,19 +234,45 @@ class Stack:
         """A tuple with each layer's params, input side first."""
         return _init_chain(self.layers, key, input_size)
 
-    def apply(self, params: tuple[Params, ...], xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
-        """Outputs of the last layer ``[t, o]``; dropout between layers when ``key`` is given."""
-        if len(params) != len(self.layers):
-            raise ValueError(f"params: expected {len(self.layers)} layer params, got {len(params)}")
+    def initial_carry(self, params: tuple[Params, ...], batch_shape: Shape = ()) -> tuple:
+        """A tuple with each layer's initial carry."""
+        return tuple(layer.initial_carry(p, batch_shape) for layer, p in zip(self.layers, params, strict=True))
+
+    def apply_with_carry(
+        self, params: tuple[Params, ...], xs: Array, carry=None, *, length=None, key: PRNGKey | None = None
+    ) -> tuple[tuple, Array]:
+        """``(carries, ys)``: each layer's carry after its last valid step, and the last layer's outputs.
+
+        ``carry`` (optional) is a tuple with each layer's initial carry.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, rnnjax as rj
+            >>> stack = rj.Stack([rj.LSTMCell(8), rj.GRUCell(4)])
+            >>> params = stack.init(jax.random.key(0), 3)
+            >>> (first, second), ys = stack.apply_with_carry(params, jnp.ones((5, 3)))
+            >>> first.c.shape, second.h.shape, ys.shape
+            ((8,), (4,), (5, 4))
+        """
         n = len(self.layers)
+        if len(params) != n:
+            raise ValueError(f"params: expected {n} layer params, got {len(params)}")
+        carries = [None] * n if carry is None else list(carry)
+        if len(carries) != n:
+            raise ValueError(f"carry: expected a tuple of {n} layer carries, got {len(carries)}")
         keys = [None] * (2 * n) if key is None else list(jax.random.split(key, 2 * n))
         layer_keys, dropout_keys = keys[:n], keys[n:]
+        out = []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
-            xs = layer.apply(p, xs, length=length, key=layer_keys[i])
+            c, xs = layer.apply_with_carry(p, xs, carries[i], length=length, key=layer_keys[i])
+            out.append(c)
             if self.dropout > 0 and key is not None and i < n - 1:
                 keep = jax.random.bernoulli(dropout_keys[i], 1.0 - self.dropout, xs.shape)
                 xs = jnp.where(keep, xs / (1.0 - self.dropout), jnp.zeros_like(xs))
-        return xs
+        return tuple(out), xs
+
+    def apply(self, params: tuple[Params, ...], xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
+        """Outputs of the last layer ``[t, o]``; dropout between layers when ``key`` is given."""
+        return self.apply_with_carry(params, xs, length=length, key=key)[1]
 
 
 @dataclasses.dataclass(frozen=True)

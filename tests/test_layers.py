@@ -111,3 +111,21 @@ def test_stack_params_count_mismatch():
     params = stack.init(jax.random.key(0), INPUT_SIZE)
     with pytest.raises(ValueError, match="params: expected 2 layer params, got 1"):
         stack.apply(params[:1], xs_())
+
+
+def test_layers_take_and_return_carries():
+    stack = rj.Stack([rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4)), rj.LSTMCell(5)], dropout=0.3)
+    params = stack.init(jax.random.key(0), INPUT_SIZE)
+    xs, key = xs_(6), jax.random.key(1)
+    carries, ys = jax.jit(stack.apply_with_carry)(params, xs, length=6, key=key)
+    np.testing.assert_array_equal(ys, stack.apply(params, xs, length=6, key=key))  # same dropout masks
+    (fwd, bwd), last = carries
+    h1 = stack.layers[0].apply(params[0], xs, length=6)
+    np.testing.assert_allclose(fwd.h, h1[5, :4], rtol=1e-6)  # forward ends at the last valid step
+    np.testing.assert_allclose(bwd.h, h1[0, 4:], rtol=1e-6)  # backward ends at step 0
+    np.testing.assert_allclose(last.h, ys[5], rtol=1e-6)
+    # a given initial carry is used: starting from the returned carries continues the sequence
+    start = stack.initial_carry(params)
+    assert jax.tree_util.tree_structure(start) == jax.tree_util.tree_structure(carries)
+    moved, _ = stack.apply_with_carry(params, xs, carries, length=6)
+    assert not np.allclose(moved[1].h, last.h)
