@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax import _checks
-from rnnjax.cells import GLOROT_UNIFORM, DenseParams, _affine
+from rnnjax.cells import GLOROT_UNIFORM, DenseParams, _affine, _promote
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -55,7 +55,7 @@ class Embedding:
         if not jnp.issubdtype(ids.dtype, jnp.integer):
             raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype}")
         vocab_size = params.table.shape[0]
-        if _checks.is_checking() or not isinstance(ids, jax.core.Tracer):
+        if _checks.is_checking() or _checks._is_concrete(ids):
             in_range = jnp.all((ids >= 0) & (ids < vocab_size))
             _checks.value_check(in_range, f"ids: expected token ids in [0, {vocab_size}), got one outside")
         # out-of-range ids that slip through (traced, unchecked) give NaN rows, never another row
@@ -103,9 +103,7 @@ class Dense:
         """``[..., f] -> [..., o]``, computing in the promotion of ``x``'s and the params' dtypes."""
         x = _checks.floating(x, "x")
         _checks.features(x, params.w.shape[0], "x")
-        with jax.numpy_dtype_promotion("standard"):
-            dtype = jnp.promote_types(x.dtype, params.w.dtype)
-        y = _affine(x, params.w, params.b, dtype)
+        y = _affine(x, params.w, params.b, _promote(x.dtype, params.w.dtype))
         return y if self.activation is None else self.activation(y)
 
 

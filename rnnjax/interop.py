@@ -51,7 +51,7 @@ from rnnjax.cells import (
     LSTMCell,
     LSTMParams,
 )
-from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack
+from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, _as_layer
 from rnnjax.typing import Array, Carry, Params, PRNGKey, Shape
 
 __all__ = [
@@ -118,10 +118,6 @@ def _swap_first_two_gates(w: np.ndarray) -> np.ndarray:
     """Keras GRU (z, r, h) <-> rnnjax (r, z, n): swap the first two gate blocks of the last axis."""
     a, b, c = np.split(w, 3, axis=-1)
     return np.concatenate([b, a, c], axis=-1)
-
-
-def _as_layer(layer):
-    return layer if hasattr(layer, "apply") else RNN(layer)
 
 
 def _is_cell(obj) -> bool:

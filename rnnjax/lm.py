@@ -114,21 +114,10 @@ def load_run(run_dir: str | Path):
     vocab = data.CharVocab.load(run_dir / "vocab.json")
     model = config.model(vocab.size)
     template = model.init(jax.random.key(0))
-    manager = train._checkpoint_manager(run_dir / "checkpoints", max_to_keep=3)
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"checkpoint: no checkpoint in {run_dir / 'checkpoints'}")
-    optimizer = _optimizer(config)
-    target = {
-        "params": template,
-        "opt_state": optimizer.init(template),
-        "step": 0,
-        "key": jax.random.key_data(jax.random.key(config.seed)),
-        "data_position": 0,
-    }
-    state = train._restore(manager, step, target, run_dir / "checkpoints")
-    manager.close()
-    return config, vocab, model, state["params"]
+    params, _, _ = train.restore_checkpoint(
+        run_dir / "checkpoints", template, _optimizer(config).init(template), jax.random.key(config.seed)
+    )
+    return config, vocab, model, params
 
 
 def _optimizer(config: LMConfig):

@@ -446,17 +446,66 @@ def _checkpoint_manager(directory: Path, max_to_keep: int):
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
-def _restore(manager, step: int, target: dict, directory: Path) -> dict:
+def _checkpoint_state(params, opt_state, step: int, key_data) -> dict:
+    """What a checkpoint holds; the data position of a run is its step (``data(step)``)."""
+    return {"params": params, "opt_state": opt_state, "step": step, "key": key_data, "data_position": step}
+
+
+def _restore(manager, step: int, directory: Path, params, opt_state, key_data) -> tuple[Params, Any, int]:
+    """Checkpoint ``step`` restored into the structure of ``(params, opt_state)``; errors name the file."""
     import orbax.checkpoint as ocp
 
+    target = _checkpoint_state(params, opt_state, 0, key_data)
     try:
-        return manager.restore(step, args=ocp.args.StandardRestore(target))
+        state = manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as error:  # orbax raises many types; name the file and keep the cause
         raise ValueError(
             f"checkpoint {directory / str(step)}: cannot be restored into this run's params and "
             f"optimizer state ({type(error).__name__}: {error}). Delete it or point checkpoint_dir elsewhere; "
             "nothing was overwritten."
         ) from error
+    if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
+        raise ValueError(f"key: checkpoint {directory / str(step)} was written with another PRNG key")
+    return state["params"], state["opt_state"], int(state["step"])
+
+
+def restore_checkpoint(checkpoint_dir: str | Path, params: Params, opt_state, key: PRNGKey):
+    """The latest checkpoint that :func:`fit` wrote in ``checkpoint_dir``.
+
+    Args:
+      checkpoint_dir: the ``checkpoint_dir`` given to :func:`fit`.
+      params, opt_state: templates with the structure, shapes and dtypes to restore into
+        (e.g. ``model.init(key)`` and ``optimizer.init(params)``).
+      key: the base key the run used (checked: a checkpoint of another run is refused).
+
+    Returns:
+      ``(params, opt_state, step)``.
+
+    Raises:
+      FileNotFoundError: no checkpoint in ``checkpoint_dir``.
+      ValueError: the checkpoint does not fit the templates or is damaged (naming it).
+
+    Example:
+        >>> import tempfile, jax, jax.numpy as jnp, optax, rnnjax as rj
+        >>> cell, optimizer = rj.ElmanCell(4), optax.sgd(0.1)
+        >>> params = cell.init(jax.random.key(0), 2)
+        >>> step = rj.train.make_train_step(lambda p, b, k: jnp.mean(rj.unroll(cell, p, b)[1] ** 2), optimizer)
+        >>> run = tempfile.mkdtemp()
+        >>> _ = rj.train.fit(step, params, optimizer.init(params), lambda i: jnp.ones((3, 2)), num_steps=2,
+        ...                  key=jax.random.key(1), checkpoint_dir=run, progress=False)
+        >>> restored, _, at = rj.train.restore_checkpoint(run, params, optimizer.init(params), jax.random.key(1))
+        >>> at
+        2
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    manager = _checkpoint_manager(checkpoint_dir, max_to_keep=1)
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"checkpoint_dir: no checkpoint in {checkpoint_dir}")
+        return _restore(manager, step, checkpoint_dir, params, opt_state, jax.random.key_data(key))
+    finally:
+        manager.close()
 
 
 def fit(
@@ -536,12 +585,7 @@ def fit(
 
     key_data = jax.random.key_data(key)
     if resume and manager.latest_step() is not None:
-        latest = manager.latest_step()
-        target = {"params": params, "opt_state": opt_state, "step": 0, "key": key_data, "data_position": 0}
-        state = _restore(manager, latest, target, checkpoint_dir)
-        if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
-            raise ValueError(f"key: checkpoint {checkpoint_dir / str(latest)} was written with another PRNG key")
-        params, opt_state, start = state["params"], state["opt_state"], int(state["step"])
+        params, opt_state, start = _restore(manager, manager.latest_step(), checkpoint_dir, params, opt_state, key_data)
 
     metrics_file = None
     if metrics_path is not None:
@@ -559,8 +603,7 @@ def fit(
             metrics_file.flush()
 
     def save(step):
-        state = {"params": params, "opt_state": opt_state, "step": step, "key": key_data, "data_position": step}
-        manager.save(step, args=ocp.args.StandardSave(state))
+        manager.save(step, args=ocp.args.StandardSave(_checkpoint_state(params, opt_state, step, key_data)))
 
     batches = None if callable(data) else iter(data)
     if batches is not None:
