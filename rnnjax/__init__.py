@@ -12,6 +12,7 @@ from rnnjax import interop as interop  # public submodule rj.interop (torch and 
 from rnnjax import losses as losses
 from rnnjax import models as models  # public submodule rj.models
 from rnnjax import ngram as ngram  # public submodule rj.ngram (Kneser-Ney baseline)
+from rnnjax import parallel as parallel  # public submodule rj.parallel (jax.sharding data parallelism)
 from rnnjax import train as train
 from rnnjax._checks import checking
 from rnnjax.cells import (

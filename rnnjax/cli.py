@@ -72,7 +72,7 @@ def demo(args) -> None:
     fields = {f.name for f in dataclasses.fields(lm.LMConfig)}
     config = lm.LMConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     print(f"rnnjax {rj.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s))")
-    result = lm.train_char_lm(config, args.run_dir, resume=args.resume)
+    result = lm.train_char_lm(config, args.run_dir, resume=args.resume, devices=args.devices)
     lm_bpc, kn_bpc = result["lm_valid_bpc"], result["kn_valid_bpc"]
     print(f"\nvalidation bits per character ({config.cell.upper()} {lm_bpc:.3f}):")
     for order, bpc in kn_bpc.items():
@@ -125,6 +125,9 @@ def main(argv=None) -> None:
     demo_parser.add_argument("--seed", type=int)
     demo_parser.add_argument("--run-dir", type=Path, help="keep config, vocabulary and checkpoints here")
     demo_parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --run-dir")
+    demo_parser.add_argument(
+        "--devices", type=int, help="train data-parallel on this many devices (default: all of jax.devices())"
+    )
 
     gen_parser = commands.add_parser("generate", help="generate text from a run directory")
     gen_parser.add_argument("--checkpoint", type=Path, required=True, help="a --run-dir of rnnjax demo")

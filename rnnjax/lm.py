@@ -125,8 +125,38 @@ def _optimizer(config: LMConfig):
     return optax.adam(schedule)
 
 
-def train_char_lm(config: LMConfig, run_dir: str | Path | None = None, *, resume=False, progress=True, log=print):
+def _train_step(config: LMConfig, model, optimizer, devices: int | None, log):
+    """The single-device train step, or the data-parallel one over ``devices`` devices (None: all there are)."""
+    num_devices = len(jax.devices()) if devices is None else devices
+    if num_devices == 1:
+        return train.make_train_step(_loss_fn(model), optimizer, clip_norm=config.clip_norm)
+    from rnnjax import parallel
+
+    mesh = parallel.make_mesh(num_devices)
+    if config.batch % num_devices:
+        raise ValueError(
+            f"batch: {config.batch} is not divisible by the {num_devices} devices; "
+            f"choose a batch that is a multiple of {num_devices} or another number of devices (--devices)"
+        )
+    log(f"data-parallel over {num_devices} {jax.default_backend()} devices: {config.batch // num_devices} per device")
+    return parallel.make_data_parallel_train_step(_loss_fn(model), optimizer, mesh, clip_norm=config.clip_norm)
+
+
+def train_char_lm(
+    config: LMConfig,
+    run_dir: str | Path | None = None,
+    *,
+    resume=False,
+    progress=True,
+    log=print,
+    devices: int | None = None,
+):
     """Train the character LM of ``config``; returns a dict of results (bits per char, samples, timings).
+
+    ``devices``: train data-parallel over the first ``devices`` devices of ``jax.devices()``
+    (:mod:`rnnjax.parallel`; None: all of them; 1: the single-device step). ``config.batch`` must
+    divide by it. The result does not depend on it (up to float rounding), and a run can be
+    resumed on another number of devices.
 
     Example:
         >>> import tempfile, rnnjax as rj
@@ -155,7 +185,7 @@ def train_char_lm(config: LMConfig, run_dir: str | Path | None = None, *, resume
     model = config.model(vocab.size)
     params = model.init(jax.random.key(config.seed))
     optimizer = _optimizer(config)
-    step = train.make_train_step(_loss_fn(model), optimizer, clip_norm=config.clip_norm)
+    step = _train_step(config, model, optimizer, devices, log)
     checkpoint_dir = None
     if run_dir is not None:
         run_dir = Path(run_dir)

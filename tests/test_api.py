@@ -46,6 +46,11 @@ def test_public_names_are_pinned():
     assert all(hasattr(rj, name) for name in PUBLIC)
 
 
+def test_public_submodules():
+    for name in ("data", "decode", "interop", "losses", "models", "ngram", "parallel", "train"):
+        assert getattr(rj, name).__doc__, f"rj.{name} lacks a module docstring"
+
+
 def test_unroll_signature_matches_design():
     sig = inspect.signature(rj.unroll)
     assert list(sig.parameters)[:4] == ["cell", "params", "xs", "carry"]

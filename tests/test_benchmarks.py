@@ -16,6 +16,10 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
     [
         ("remat_memory.py", ["--steps", "16", "--batch", "2", "--input-size", "3", "--hidden-size", "4"]),
         ("decode.py", ["--hidden", "8", "--batch", "2", "--max-len", "4", "--beams", "1", "2"]),
+        (
+            "parallel_scaling.py",
+            ["--devices", "1", "2", "--hidden", "8", "--batch", "4", "--window", "4", "--steps", "2"],
+        ),
     ],
 )
 def test_benchmark_runs_on_a_tiny_config(script, args, tmp_path):
