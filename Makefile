@@ -19,6 +19,10 @@ $(VENV)/.installed-base: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $@
+
 $(VENV)/.installed-docs: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[docs]"
 	touch $@
@@ -32,8 +36,14 @@ test: $(VENV)/.installed-dev
 test-slow: $(VENV)/.installed-dev
 	$(PY) -m pytest -n 2 -q --runslow -m slow $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-dev
+# Run on an idle machine: a concurrent job distorts every number. Takes about half an hour on 2 cores.
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/peers.py --configs S M L
 	$(PY) benchmarks/remat_memory.py
+	$(PY) benchmarks/parallel_scan.py
+	$(PY) benchmarks/parallel_scaling.py
+	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/report.py
 
 docs: $(VENV)/.installed-docs
 	$(VENV)/bin/mkdocs build --strict
