@@ -94,7 +94,9 @@ def main(argv=None):
             rows.append(row)
             print(f"{steps:>7} {variant:>20} {row['fwd_ms']:>9.2f} {row['grad_ms']:>9.2f}", flush=True)
     crossovers = {
-        f"{cell} {mode}": crossover(rows, cell, f"{mode}_ms") for cell in ("mingru", "minlstm") for mode in ("fwd", "grad")
+        f"{cell} {mode}": crossover(rows, cell, f"{mode}_ms")
+        for cell in ("mingru", "minlstm")
+        for mode in ("fwd", "grad")
     }
     for name, steps in crossovers.items():
         print(f"crossover {name}: " + (f"parallel faster from T = {steps}" if steps else "parallel never faster"))

@@ -162,9 +162,10 @@ def remat_section(report: dict) -> list[str]:
     for steps, loss_on in dict.fromkeys((r["steps"], r["loss_on"]) for r in report["rows"]):
         plain, remat = by_key.get((steps, loss_on, False)), by_key.get((steps, loss_on, True))
         if plain and remat:
+            share = 100 * remat["temp_mib"] / plain["temp_mib"]
             lines.append(
                 f"| {steps:,} | {loss_on} | {plain['temp_mib']:.1f} | {remat['temp_mib']:.1f} "
-                f"| {100 * remat['temp_mib'] / plain['temp_mib']:.0f}% | {plain['grad_s']:.2f} | {remat['grad_s']:.2f} |"
+                f"| {share:.0f}% | {plain['grad_s']:.2f} | {remat['grad_s']:.2f} |"
             )
     return lines + [""]
 
@@ -228,7 +229,7 @@ def main(argv=None):
         ("Speed against peer libraries", "peers", lambda r: peers_section(r, figures)),
         ("Targets", "peers", targets_section),
         ("Long sequences: BPTT memory with remat", "remat_memory", remat_section),
-        ("Long sequences: parallel scan of the min cells", "parallel_scan", lambda r: parallel_scan_section(r, figures)),
+        ("Long sequences: parallel scan of min cells", "parallel_scan", lambda r: parallel_scan_section(r, figures)),
         ("Many devices: data-parallel overhead", "parallel_scaling", scaling_section),
     ]
     for title, name, render in sections:
