@@ -1,13 +1,11 @@
 """The README's code runs as written (with JAX's default dtype promotion, as a user has it)."""
 
-import re
-from pathlib import Path
-
 import jax
 import pytest
 
-README = Path(__file__).parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+from docs_helpers import python_blocks
+
+BLOCKS = python_blocks("README.md")
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
