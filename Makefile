@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench docs lint format clean
+.PHONY: demo test test-slow bench experiments docs lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,16 +45,23 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/report.py
 
+# Each writes experiments/results/<name>.json and PNGs (copied into docs/figures/); minutes each on 2 cores.
+experiments: $(VENV)/.installed-dev
+	$(PY) experiments/long_range_memory.py
+	$(PY) experiments/gradient_clipping.py
+	$(PY) experiments/sunspots.py
+	$(PY) experiments/vrnn.py
+
 docs: $(VENV)/.installed-docs
 	$(VENV)/bin/mkdocs build --strict
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check rnnjax tests benchmarks
-	$(VENV)/bin/ruff format --check rnnjax tests benchmarks
+	$(VENV)/bin/ruff check rnnjax tests benchmarks experiments
+	$(VENV)/bin/ruff format --check rnnjax tests benchmarks experiments
 
 format: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff format rnnjax tests benchmarks
-	$(VENV)/bin/ruff check --fix rnnjax tests benchmarks
+	$(VENV)/bin/ruff format rnnjax tests benchmarks experiments
+	$(VENV)/bin/ruff check --fix rnnjax tests benchmarks experiments
 
 clean:
 	rm -rf $(VENV) site build *.egg-info

@@ -1,0 +1,91 @@
+"""Smoke tests of the experiment scripts: each runs end to end at ``--tiny`` size in a subprocess.
+
+The scripts live in experiments/ (not a package); they are run as a user runs them. A tiny run
+still compiles every model once, so together they take a minute or two: marked slow.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO / "experiments"
+SCRIPTS = ("long_range_memory", "gradient_clipping", "sunspots", "vrnn")
+
+
+def _run(name, *flags, timeout=600):
+    return subprocess.run(
+        [sys.executable, str(EXPERIMENTS / f"{name}.py"), *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _numbers(tree):
+    """Every number in a JSON tree (bools excluded)."""
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _numbers(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _numbers(value)
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield tree
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help(name):
+    result = _run(name, "--help", timeout=120)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--full", "--tiny", "--steps", "--seed", "--out", "--no-docs"):
+        assert flag in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_tiny_run_writes_results(name, tmp_path):
+    result = _run(name, "--tiny", "--steps", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / f"{name}.json").read_text())
+    assert results["name"] == name and results["size"] == "tiny"
+    assert results["config"]["steps"] == 2
+    assert all(math.isfinite(x) for x in _numbers(results))
+    assert list(tmp_path.glob(f"{name}_*.png")), "no figure written"
+
+    if name == "long_range_memory":
+        cells = results["config"]["cells"]
+        assert cells == ["elman", "lstm", "gru", "mingru"]
+        for task, metric in (("adding", "test_mse"), ("copy", "test_cross_entropy")):
+            runs = results[task]["runs"]
+            assert {(r["cell"], r["lag"]) for r in runs} == {(c, t) for c in cells for t in results["config"]["lags"]}
+            assert all(r[metric] is not None and r[metric] > 0 for r in runs)
+        norms = results["gradient_norms"]
+        assert max(results["config"]["lags"]) in norms["lags"]
+        for when in ("init", "trained"):
+            for lag in norms["lags"]:
+                by_cell = norms[when][str(lag)]
+                assert sorted(by_cell) == sorted(cells)
+                assert all(len(v) == lag and min(v) >= 0 and v[-1] > 0 for v in by_cell.values())
+                assert all(0 <= norms["reach"][when][str(lag)][c] <= lag for c in cells)
+    elif name == "gradient_clipping":
+        summary = results["summary"]
+        assert len(summary) == len(results["config"]["lrs"]) * len(results["config"]["clip_norms"])
+        assert results["jacobian_spectral_radius_at_init"]["max"] > 1  # the recurrent weights are large
+        for run in results["runs"]:
+            if run["clip_norm"] is None:
+                assert run["clipped_fraction"] == 0
+    elif name == "vrnn":
+        nats = results["nats_per_step"]
+        assert nats["vrnn_iwae_3"] is not None and nats["vrnn_iwae_1"] is not None
+        assert results["params"]["vrnn"] > results["params"]["rnn"]  # the VRNN adds the latent networks
+    else:
+        for task in ("horizon_1", f"horizon_{results['config']['horizon']}"):
+            models = results["tasks"][task]["models"]
+            assert sorted(models) == ["arima", "gru", "lstm", "naive"]
+            assert all(m["test_rmse"] > 0 for m in models.values())
