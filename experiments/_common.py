@@ -34,6 +34,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "experiments" / "results", help="where to write JSON and PNGs")
     p.add_argument("--no-docs", action="store_true", help="do not copy the figures into docs/figures/")
+    p.add_argument(
+        "--devices",
+        type=int,
+        help="train data-parallel on this many of jax.devices() (default: all; the batch must divide by it)",
+    )
     return p
 
 

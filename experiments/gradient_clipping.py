@@ -107,7 +107,9 @@ def main(argv=None):
     for lr in size["lrs"]:
         optimizer = optax.sgd(lr)
         for clip_norm in CLIP_NORMS:
-            train_step = rj.train.make_train_step(lambda p, b, k: loss(p, b), optimizer, clip_norm=clip_norm)
+            train_step = rj.parallel.make_train_step(
+                lambda p, b, k: loss(p, b), optimizer, devices=args.devices, clip_norm=clip_norm
+            )
             for seed in range(args.seed, args.seed + size["seeds"]):
                 bar.set_description(f"lr {lr:g} {label(clip_norm)} seed {seed}")
                 _, params0, _ = make_model(size["hidden"], size["gain"], jax.random.key(seed))

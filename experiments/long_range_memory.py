@@ -110,10 +110,11 @@ def copy_baseline(lag):
 # --- one training run ----------------------------------------------------------------------------
 
 
-def train(params, loss, data, steps, lr, seed, bar):
-    """Adam with clip_by_global_norm(CLIP_NORM); returns the trained params and the loss at every step."""
+def train(params, loss, data, steps, lr, seed, bar, devices=None):
+    """Adam with clip_by_global_norm(CLIP_NORM) on ``devices`` devices; the trained params, the loss at each step."""
     optimizer = optax.adam(lr)
-    train_step = rj.train.make_train_step(lambda p, batch, key: loss(p, batch), optimizer, clip_norm=CLIP_NORM)
+    loss_fn = lambda p, batch, key: loss(p, batch)  # noqa: E731
+    train_step = rj.parallel.make_train_step(loss_fn, optimizer, devices=devices, clip_norm=CLIP_NORM)
     opt_state = optimizer.init(params)
     losses = []
     for step in range(steps):
@@ -215,7 +216,14 @@ def main(argv=None):
             bar.set_description(f"adding T={lag} {name}")
             params0, loss = adding_model(cell_type(hidden), jax.random.fold_in(key, lag))
             params, losses = train(
-                params0, loss, lambda s, lag=lag: adding_data(s, size["batch"], lag), steps, size["lr"], args.seed, bar
+                params0,
+                loss,
+                lambda s, lag=lag: adding_data(s, size["batch"], lag),
+                steps,
+                size["lr"],
+                args.seed,
+                bar,
+                args.devices,
             )
             test_mse = float(jax.jit(loss)(params, test))
             results["adding"]["runs"].append(
@@ -245,6 +253,7 @@ def main(argv=None):
                 size["lr"],
                 args.seed,
                 bar,
+                args.devices,
             )
             cross_entropy, recalled = jax.jit(evaluate)(params, test)
             results["copy"]["runs"].append(

@@ -205,7 +205,8 @@ def main(argv=None):
         for name in CELLS:
             init, forecast, loss = make_forecaster(CELLS[name](size["hidden"]), horizon, mean, scale)
             optimizer = optax.adam(size["lr"])
-            train_step = rj.train.make_train_step(loss, optimizer, clip_norm=1.0)  # compiled once, for every seed
+            # compiled once, for every seed
+            train_step = rj.parallel.make_train_step(loss, optimizer, devices=args.devices, clip_norm=1.0)
             per_seed[name] = []
             for seed in range(args.seed, args.seed + size["seeds"]):
                 bar.set_description(f"horizon {horizon} {name} seed {seed}")

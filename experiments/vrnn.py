@@ -153,8 +153,8 @@ def test_rnn(params):
 schedule = optax.cosine_decay_schedule(config["learning_rate"], max(config["steps"], 1), alpha=0.1)
 optimizer = optax.adam(schedule)
 steps = {
-    "vrnn": rj.train.make_train_step(vrnn_loss, optimizer, clip_norm=config["clip_norm"]),
-    "rnn": rj.train.make_train_step(rnn_loss, optimizer, clip_norm=config["clip_norm"]),
+    "vrnn": rj.parallel.make_train_step(vrnn_loss, optimizer, devices=args.devices, clip_norm=config["clip_norm"]),
+    "rnn": rj.parallel.make_train_step(rnn_loss, optimizer, devices=args.devices, clip_norm=config["clip_norm"]),
 }
 evaluate = {"vrnn": lambda p: float(test_elbo(p, key_eval)), "rnn": lambda p: float(test_rnn(p))}
 curves = {name: {"step": [], "train": [], "test_step": [], "test": []} for name in params}

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rnnjax import data, decode, losses, models, ngram, train
+from rnnjax import data, decode, losses, models, ngram, parallel, train
 from rnnjax.cells import ElmanCell, GRUCell, LSTMCell
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "elman": ElmanCell}
@@ -128,18 +128,14 @@ def _optimizer(config: LMConfig):
 def _train_step(config: LMConfig, model, optimizer, devices: int | None, log):
     """The single-device train step, or the data-parallel one over ``devices`` devices (None: all there are)."""
     num_devices = len(jax.devices()) if devices is None else devices
-    if num_devices == 1:
-        return train.make_train_step(_loss_fn(model), optimizer, clip_norm=config.clip_norm)
-    from rnnjax import parallel
-
-    mesh = parallel.make_mesh(num_devices)
-    if config.batch % num_devices:
-        raise ValueError(
-            f"batch: {config.batch} is not divisible by the {num_devices} devices; "
-            f"choose a batch that is a multiple of {num_devices} or another number of devices (--devices)"
-        )
-    log(f"data-parallel over {num_devices} {jax.default_backend()} devices: {config.batch // num_devices} per device")
-    return parallel.make_data_parallel_train_step(_loss_fn(model), optimizer, mesh, clip_norm=config.clip_norm)
+    if num_devices > 1:
+        if config.batch % num_devices:
+            raise ValueError(
+                f"batch: {config.batch} is not divisible by the {num_devices} devices; "
+                f"choose a batch that is a multiple of {num_devices} or another number of devices (--devices)"
+            )
+        log(f"data-parallel over {num_devices} {jax.default_backend()} devices: {config.batch // num_devices} each")
+    return parallel.make_train_step(_loss_fn(model), optimizer, devices=num_devices, clip_norm=config.clip_norm)
 
 
 def train_char_lm(

@@ -422,6 +422,44 @@ def make_data_parallel_train_step(
     return step
 
 
+def make_train_step(
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    devices: int | None = None,
+    clip_norm: float | None = None,
+    has_aux: bool = False,
+):
+    """The train step for ``devices`` devices: the single-device step on 1, data-parallel on more.
+
+    What ``rnnjax demo --devices N`` and the experiments' ``--devices N`` use, so that one script
+    runs unchanged on a laptop, a multi-GPU host or a TPU pod.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch, key) -> loss`` (or ``(loss, aux)`` with ``has_aux``).
+      optimizer: an optax transformation.
+      devices: how many of ``jax.devices()`` to use (None: all of them). With 1 this is
+        :func:`rnnjax.train.make_train_step`; with more, :func:`make_data_parallel_train_step`
+        over :func:`make_mesh` ``(devices)``, whose batch size must divide by ``devices``.
+      clip_norm: clip the global gradient norm (see :func:`rnnjax.train.make_train_step`).
+      has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+
+    Returns:
+      ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
+
+    Example:
+        >>> import jax.numpy as jnp, optax, rnnjax as rj
+        >>> step = rj.parallel.make_train_step(lambda p, b, k: jnp.mean((p - b) ** 2), optax.sgd(0.1), devices=1)
+        >>> params, _, metrics = step(jnp.zeros(3), optax.sgd(0.1).init(jnp.zeros(3)), jnp.ones((4, 3)), None)
+        >>> round(float(metrics["loss"]), 3)
+        1.0
+    """
+    mesh = make_mesh(devices)
+    if mesh.size == 1:
+        return train.make_train_step(loss_fn, optimizer, clip_norm=clip_norm, has_aux=has_aux)
+    return make_data_parallel_train_step(loss_fn, optimizer, mesh, clip_norm=clip_norm, has_aux=has_aux)
+
+
 def unreplicate(tree: Params) -> Params:
     """Gather arrays placed on a mesh into host NumPy arrays (e.g. to save or compare params).
 

@@ -6,6 +6,7 @@ still compiles every model once, so together they take a minute or two: marked s
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,14 @@ EXPERIMENTS = REPO / "experiments"
 SCRIPTS = ("long_range_memory", "gradient_clipping", "sunspots", "vrnn")
 
 
-def _run(name, *flags, timeout=600):
+def _run(name, *flags, timeout=600, env=None):
     return subprocess.run(
         [sys.executable, str(EXPERIMENTS / f"{name}.py"), *flags],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
@@ -89,3 +91,20 @@ def test_tiny_run_writes_results(name, tmp_path):
             models = results["tasks"][task]["models"]
             assert sorted(models) == ["arima", "gru", "lstm", "naive"]
             assert all(m["test_rmse"] > 0 for m in models.values())
+
+
+@pytest.mark.slow
+def test_tiny_run_on_two_devices_matches_one_device(tmp_path):
+    """--devices 2 (fake CPU devices) trains data-parallel: the same losses as on one device, up to float sums."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    runs = {}
+    for devices in (1, 2):
+        out = tmp_path / str(devices)
+        flags = ("--tiny", "--steps", "2", "--devices", str(devices), "--out", str(out))
+        result = _run("gradient_clipping", *flags, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[devices] = json.loads((out / "gradient_clipping.json").read_text())["summary"]
+    for one, two in zip(runs[1], runs[2], strict=True):
+        for key, value in one.items():
+            if isinstance(value, float):
+                assert two[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
