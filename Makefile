@@ -49,7 +49,10 @@ bench: $(VENV)/.installed-bench
 experiments: $(VENV)/.installed-dev
 	$(PY) experiments/long_range_memory.py
 	$(PY) experiments/gradient_clipping.py
+	$(PY) experiments/language_models.py
+	$(PY) experiments/beam_width.py
 	$(PY) experiments/sunspots.py
+	$(PY) experiments/transactions.py
 	$(PY) experiments/vrnn.py
 
 docs: $(VENV)/.installed-docs

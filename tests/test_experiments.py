@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
-SCRIPTS = ("long_range_memory", "gradient_clipping", "sunspots", "vrnn")
+SCRIPTS = ("long_range_memory", "gradient_clipping", "sunspots", "vrnn", "language_models")
 
 
 def _run(name, *flags, timeout=600, env=None):
@@ -82,6 +82,10 @@ def test_tiny_run_writes_results(name, tmp_path):
         for run in results["runs"]:
             if run["clip_norm"] is None:
                 assert run["clipped_fraction"] == 0
+    elif name == "language_models":
+        assert [(r["cell"], r["layers"]) for r in results["runs"]] == [tuple(m) for m in results["config"]["models"]]
+        assert sorted(results["kneser_ney_valid_bpc"]) == ["2", "3"]
+        assert all(r["valid_bpc"] > 0 and r["curve"] for r in results["runs"])
     elif name == "vrnn":
         nats = results["nats_per_step"]
         assert nats["vrnn_iwae_3"] is not None and nats["vrnn_iwae_1"] is not None
