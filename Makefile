@@ -54,6 +54,7 @@ experiments: $(VENV)/.installed-dev
 	$(PY) experiments/sunspots.py
 	$(PY) experiments/transactions.py
 	$(PY) experiments/vrnn.py
+	$(PY) experiments/local_recurrence.py
 
 docs: $(VENV)/.installed-docs
 	$(VENV)/bin/mkdocs build --strict

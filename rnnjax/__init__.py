@@ -9,6 +9,7 @@ See ``docs/`` for the guide.
 from rnnjax import data as data  # public submodule rj.data (NumPy data pipelines)
 from rnnjax import decode as decode
 from rnnjax import interop as interop  # public submodule rj.interop (torch and keras are imported lazily)
+from rnnjax import local as local  # public submodule rj.local (IIR-MLP cell, CRBP)
 from rnnjax import losses as losses
 from rnnjax import models as models  # public submodule rj.models
 from rnnjax import ngram as ngram  # public submodule rj.ngram (Kneser-Ney baseline)

@@ -43,11 +43,11 @@ GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
 ORTHOGONAL = jax.nn.initializers.orthogonal()
 
 
-def _activation(fn: str | Callable) -> Callable[[Array], Array]:
+def _activation(fn: str | Callable, name: str = "activation") -> Callable[[Array], Array]:
     if callable(fn):
         return fn
     if fn not in _ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)} or a callable, got {fn!r}")
+        raise ValueError(f"{name}: expected one of {sorted(_ACTIVATIONS)} or a callable, got {fn!r}")
     return _ACTIVATIONS[fn]
 
 
@@ -369,7 +369,7 @@ class JordanCell(_Cell):
             object.__setattr__(self, "output_size", self.hidden_size)
         _checks.positive_int(self.output_size, "output_size")
         _activation(self.activation)
-        _activation(self.output_activation)
+        _activation(self.output_activation, "output_activation")
         if not 0.0 <= self.context_decay < 1.0:
             raise ValueError(f"context_decay: expected a value in [0, 1), got {self.context_decay}")
 

@@ -47,7 +47,7 @@ def test_public_names_are_pinned():
 
 
 def test_public_submodules():
-    for name in ("data", "decode", "interop", "losses", "models", "ngram", "parallel", "train", "vrnn"):
+    for name in ("data", "decode", "interop", "losses", "models", "local", "ngram", "parallel", "train", "vrnn"):
         assert getattr(rj, name).__doc__, f"rj.{name} lacks a module docstring"
 
 

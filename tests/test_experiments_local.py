@@ -1,0 +1,91 @@
+"""Smoke test of experiments/local_recurrence.py: it runs end to end at ``--tiny`` in a subprocess.
+
+As in tests/test_experiments.py, the script runs as a user runs it. A tiny run compiles four
+on-line learners (about 20 s on an idle CPU), so it is marked slow; the plant simulator is checked
+against the recursion written out by hand.
+"""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO / "experiments"
+NAME = "local_recurrence"
+
+
+def _run(*flags, timeout=600):
+    return subprocess.run(
+        [sys.executable, str(EXPERIMENTS / f"{NAME}.py"), *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _numbers(tree):
+    """Every number in a JSON tree (bools excluded)."""
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _numbers(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _numbers(value)
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield tree
+
+
+def _module():
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        spec = importlib.util.spec_from_file_location(NAME, EXPERIMENTS / f"{NAME}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+
+
+def test_help():
+    result = _run("--help", timeout=120)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--full", "--tiny", "--steps", "--seed", "--out", "--no-docs", "--lr", "--depth"):
+        assert flag in result.stdout
+
+
+def test_plant_matches_narendra_example_1():
+    module = _module()
+    u = np.array([0.5, -0.25, 0.1, 0.0])
+    f = module.plant_nonlinearity
+    assert f(0.5) == pytest.approx(0.6 - 0.3 + 0.1)  # sin(pi/2), sin(3 pi/2), sin(5 pi/2)
+    y1 = f(0.5)
+    y2 = 0.3 * y1 + f(-0.25)
+    y3 = 0.3 * y2 + 0.6 * y1 + f(0.1)
+    y4 = 0.3 * y3 + 0.6 * y2 + f(0.0)
+    np.testing.assert_allclose(module.simulate_plant(u), [y1, y2, y3, y4], rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_results(tmp_path):
+    result = _run("--tiny", "--steps", "100", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / f"{NAME}.json").read_text())
+    assert results["name"] == NAME and results["size"] == "tiny"
+    assert results["config"]["steps"] == 100
+    assert all(math.isfinite(x) for x in _numbers(results))
+    assert sorted(results["runs"]) == ["back_tsoi", "crbp", "rtrl", "tbptt"]
+    for runs in results["runs"].values():
+        curve = runs[0]["curve"]
+        assert curve["samples"][0] == 0 and curve["samples"][-1] == 100
+        assert all(v is not None and v > 0 for key in ("test_mse_random", "test_mse_sine") for v in curve[key])
+    exact = results["exactness_float64"]
+    assert exact["max_abs_diff_crbp_untruncated_vs_bptt"] < 1e-10 * max(1.0, exact["max_abs_bptt_gradient"])
+    assert exact["max_abs_diff_crbp_h2_vs_bptt"] > 1e-6
+    assert sorted(p.name for p in tmp_path.glob(f"{NAME}_*.png")) == [f"{NAME}_curves.png", f"{NAME}_test.png"]
