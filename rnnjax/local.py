@@ -127,8 +127,8 @@ class IIRMLPCell:
         >>> import rnnjax as rj
         >>> cell = IIRMLPCell((8, 1), ma_order=2, ar_order=2)
         >>> params = cell.init(jax.random.key(0), 3)
-        >>> [(layer.w.shape, layer.v.shape) for layer in params.layers]
-        [((8, 3, 3), (8, 3, 2)), ((1, 8, 3), (1, 8, 2))]
+        >>> tuple((layer.w.shape, layer.v.shape) for layer in params.layers)
+        (((8, 3, 3), (8, 3, 2)), ((1, 8, 3), (1, 8, 2)))
         >>> carry, ys = rj.unroll(cell, params, jnp.ones((20, 3)))
         >>> ys.shape
         (20, 1)
