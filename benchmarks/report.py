@@ -30,6 +30,18 @@ def fmt(x, digits=1) -> str:
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
+def with_gemm_percent(report: dict) -> dict:
+    """Every row's % of the GEMM limit against the limit its table shows (rows may come from several runs)."""
+    gemms = [r for r in report["rows"] if r["peer"] == "gemm" and r["status"] == "ok"]
+    limits = {(r["config"], r["cell"]): r["gemm_gflops"] for r in gemms}
+    for row in report["rows"]:
+        limit = limits.get((row["config"], row["cell"]))
+        if row["peer"] != "gemm" and row["status"] == "ok" and limit:
+            for mode in ("fwd", "train"):
+                row[mode]["gemm_percent"] = 100 * row[mode]["gflops"] / limit
+    return report
+
+
 def peers_section(report: dict, figures: Path) -> list[str]:
     rows = report["rows"]
     machine = report["machine"]
@@ -235,6 +247,8 @@ def main(argv=None):
     for title, name, render in sections:
         lines += [f"## {title}", ""]
         report = load(args.results, name)
+        if name == "peers" and report is not None:
+            report = with_gemm_percent(report)
         if report is None:
             lines += [f"No results yet: `benchmarks/results/{name}.json` is missing (run `make bench`).", ""]
         else:
