@@ -53,8 +53,8 @@ def test_report_writes_the_performance_page_from_results(tmp_path):
                     "cell": "lstm",
                     "config": "tiny",
                     "status": "ok",
-                    "fwd": {"ms": ms, "compile_s": 1.0, "ksteps_per_s": 10 / ms, "gemm_percent": 50.0},
-                    "train": {"ms": 3 * ms, "compile_s": 2.0, "ksteps_per_s": 10 / (3 * ms), "gemm_percent": 40.0},
+                    "fwd": {"ms": ms, "compile_s": 1.0, "ksteps_per_s": 10 / ms, "gflops": 50.0 / ms},
+                    "train": {"ms": 3 * ms, "compile_s": 2.0, "ksteps_per_s": 10 / (3 * ms), "gflops": 40.0 / ms},
                     "peak_rss_growth_mib": 10.0,
                 }
                 for peer, ms in (("rnnjax", 1.0), ("flax", 2.0), ("torch", 0.5))
@@ -74,5 +74,6 @@ def test_report_writes_the_performance_page_from_results(tmp_path):
     assert "| rnnjax | 1.00 | 3.00 |" in page
     assert "| flax | 2.00 | 6.00 |" in page and "| 2.00 | 2.00 |" in page  # rnnjax/flax = 2 in both modes
     assert "haiku | missing: not installed" in page
+    assert "| 50 | 40 | 1.00 | 1.00 |" in page  # rnnjax: 50 and 40 GFLOP/s of a 100 GFLOP/s GEMM
     assert "remat_memory.json` is missing" in page
     assert (docs / "figures" / "perf_peers.png").stat().st_size > 0
