@@ -55,6 +55,7 @@ experiments: $(VENV)/.installed-dev
 	$(PY) experiments/transactions.py
 	$(PY) experiments/vrnn.py
 	$(PY) experiments/local_recurrence.py
+	$(PY) experiments/captioning.py
 
 docs: $(VENV)/.installed-docs
 	$(VENV)/bin/mkdocs build --strict

@@ -6,6 +6,7 @@ layers (:class:`RNN`, :class:`Bidirectional`, :class:`Stack`) build models.
 See ``docs/`` for the guide.
 """
 
+from rnnjax import captioning as captioning  # public submodule rj.captioning (digit strips need scikit-learn)
 from rnnjax import data as data  # public submodule rj.data (NumPy data pipelines)
 from rnnjax import decode as decode
 from rnnjax import interop as interop  # public submodule rj.interop (torch and keras are imported lazily)

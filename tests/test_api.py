@@ -47,7 +47,20 @@ def test_public_names_are_pinned():
 
 
 def test_public_submodules():
-    for name in ("data", "decode", "interop", "losses", "models", "local", "ngram", "parallel", "train", "vrnn"):
+    names = (
+        "captioning",
+        "data",
+        "decode",
+        "interop",
+        "local",
+        "losses",
+        "models",
+        "ngram",
+        "parallel",
+        "train",
+        "vrnn",
+    )
+    for name in names:
         assert getattr(rj, name).__doc__, f"rj.{name} lacks a module docstring"
 
 
