@@ -56,6 +56,7 @@ experiments: $(VENV)/.installed-dev
 	$(PY) experiments/vrnn.py
 	$(PY) experiments/local_recurrence.py
 	$(PY) experiments/captioning.py
+	$(PY) experiments/speech_ctc.py
 
 docs: $(VENV)/.installed-docs
 	$(VENV)/bin/mkdocs build --strict

@@ -57,6 +57,7 @@ def test_public_submodules():
         "models",
         "ngram",
         "parallel",
+        "speech",
         "train",
         "vrnn",
     )

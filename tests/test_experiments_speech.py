@@ -1,0 +1,90 @@
+"""Smoke test of experiments/speech_ctc.py: it runs end to end at ``--tiny`` in a subprocess.
+
+As in tests/test_experiments.py, the script runs as a user runs it. It synthesizes audio with
+espeak-ng and computes features with librosa (skipped when either is missing) and compiles a
+training step and four decoders (about a minute on a loaded 2-core CPU), so it is marked slow.
+Audio and features go to a temporary cache ($RNNJAX_CACHE), results to a temporary folder.
+The corpus error rates are checked on hand-made transcripts without running anything.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO / "experiments"
+NAME = "speech_ctc"
+
+try:
+    import librosa  # noqa: F401
+
+    HAVE_LIBROSA = True
+except ImportError:
+    HAVE_LIBROSA = False
+
+
+def _numbers(tree):
+    """Every number in a JSON tree (bools excluded)."""
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _numbers(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _numbers(value)
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield tree
+
+
+def _module():
+    sys.path.insert(0, str(EXPERIMENTS))  # the script imports _common
+    try:
+        spec = importlib.util.spec_from_file_location(f"_exp_{NAME}", EXPERIMENTS / f"{NAME}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    return module
+
+
+def test_corpus_error_rates():
+    rates = _module().error_rates(["one two", "six sx", "nine"], ["one two", "six six", "nine five"])
+    assert math.isclose(rates["cer"], (0 + 1 + 5) / (7 + 7 + 9))  # "nine" -> "nine five": 5 insertions
+    assert math.isclose(rates["wer"], (0 + 1 + 1) / (2 + 2 + 2))
+    assert math.isclose(rates["sentence_accuracy"], 1 / 3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (Debian package espeak-ng)")
+@pytest.mark.skipif(not HAVE_LIBROSA, reason="librosa not installed (pip install librosa)")
+def test_speech_ctc_tiny_run(tmp_path):
+    env = dict(os.environ, RNNJAX_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / f"{NAME}.py"), "--tiny", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / f"{NAME}.json").read_text())
+    assert results["size"] == "tiny"
+    assert all(math.isfinite(x) for x in _numbers(results))
+    decoders = ["greedy", "beam_1", "beam_4", "beam_16"]
+    for split in ("test", "test_voices"):
+        assert sorted(results["final"][split]) == sorted(decoders)
+        for name in decoders:
+            assert 0.0 <= results["final"][split][name]["sentence_accuracy"] <= 1.0
+            assert results["final"][split][name]["cer"] >= 0.0
+    assert [c["step"] for c in results["checkpoints"]] == [2, 4]
+    assert len(results["curve"]["loss"]) == 4
+    assert any((tmp_path / "cache" / "speech").glob("digits_*.npz"))  # features were cached
+    for suffix in ("posteriorgram", "training"):
+        assert (tmp_path / f"{NAME}_{suffix}.png").stat().st_size > 10_000
