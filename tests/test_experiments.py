@@ -7,43 +7,17 @@ still compiles every model once, so together they take a minute or two: marked s
 import json
 import math
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO / "experiments"
+from experiment_helpers import numbers, run_experiment
+
 SCRIPTS = ("long_range_memory", "gradient_clipping", "sunspots", "vrnn", "language_models")
-
-
-def _run(name, *flags, timeout=600, env=None):
-    return subprocess.run(
-        [sys.executable, str(EXPERIMENTS / f"{name}.py"), *flags],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def _numbers(tree):
-    """Every number in a JSON tree (bools excluded)."""
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from _numbers(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from _numbers(value)
-    elif isinstance(tree, int | float) and not isinstance(tree, bool):
-        yield tree
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_help(name):
-    result = _run(name, "--help", timeout=120)
+    result = run_experiment(name, "--help", timeout=120)
     assert result.returncode == 0, result.stderr
     for flag in ("--full", "--tiny", "--steps", "--seed", "--out", "--no-docs"):
         assert flag in result.stdout
@@ -52,12 +26,12 @@ def test_help(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_tiny_run_writes_results(name, tmp_path):
-    result = _run(name, "--tiny", "--steps", "2", "--out", str(tmp_path))
+    result = run_experiment(name, "--tiny", "--steps", "2", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / f"{name}.json").read_text())
     assert results["name"] == name and results["size"] == "tiny"
     assert results["config"]["steps"] == 2
-    assert all(math.isfinite(x) for x in _numbers(results))
+    assert all(math.isfinite(x) for x in numbers(results))
     assert list(tmp_path.glob(f"{name}_*.png")), "no figure written"
 
     if name == "long_range_memory":
@@ -105,7 +79,7 @@ def test_tiny_run_on_two_devices_matches_one_device(tmp_path):
     for devices in (1, 2):
         out = tmp_path / str(devices)
         flags = ("--tiny", "--steps", "2", "--devices", str(devices), "--out", str(out))
-        result = _run("gradient_clipping", *flags, env=env)
+        result = run_experiment("gradient_clipping", *flags, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         runs[devices] = json.loads((out / "gradient_clipping.json").read_text())["summary"]
     for one, two in zip(runs[1], runs[2], strict=True):

@@ -8,38 +8,14 @@ transactions.py (ROC-AUC, average precision, written in numpy) are checked again
 
 import json
 import math
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO / "experiments"
+from experiment_helpers import EXPERIMENTS, numbers, run_experiment
+
 SCRIPTS = ("beam_width", "transactions")
-
-
-def _run(name, *flags, timeout=600):
-    return subprocess.run(
-        [sys.executable, str(EXPERIMENTS / f"{name}.py"), *flags],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _numbers(tree):
-    """Every number in a JSON tree (bools excluded)."""
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from _numbers(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from _numbers(value)
-    elif isinstance(tree, int | float) and not isinstance(tree, bool):
-        yield tree
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +50,7 @@ def test_histories_have_the_documented_shapes(transactions):
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_help(name):
-    result = _run(name, "--help", timeout=120)
+    result = run_experiment(name, "--help", timeout=120)
     assert result.returncode == 0, result.stderr
     for flag in ("--full", "--tiny", "--steps", "--seed", "--out", "--no-docs"):
         assert flag in result.stdout
@@ -83,12 +59,12 @@ def test_help(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_tiny_run_writes_results(name, tmp_path):
-    result = _run(name, "--tiny", "--steps", "2", "--out", str(tmp_path))
+    result = run_experiment(name, "--tiny", "--steps", "2", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / f"{name}.json").read_text())
     assert results["name"] == name and results["size"] == "tiny"
     assert results["config"]["steps"] == 2
-    assert all(math.isfinite(x) for x in _numbers(results))
+    assert all(math.isfinite(x) for x in numbers(results))
     assert list(tmp_path.glob(f"{name}_*.png")), "no figure written"
 
     if name == "beam_width":

@@ -7,37 +7,16 @@ CPU), so it is marked slow; ``--help`` is quick.
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO / "experiments"
+from experiment_helpers import numbers, run_experiment
+
 NAME = "captioning"
 
 
 def _run(*flags, timeout=600):
-    return subprocess.run(
-        [sys.executable, str(EXPERIMENTS / f"{NAME}.py"), *flags],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _numbers(tree):
-    """Every number in a JSON tree (bools excluded)."""
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from _numbers(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from _numbers(value)
-    elif isinstance(tree, int | float) and not isinstance(tree, bool):
-        yield tree
+    return run_experiment(NAME, *flags, timeout=timeout)
 
 
 def test_help():
@@ -54,7 +33,7 @@ def test_tiny_run_writes_results(tmp_path):
     results = json.loads((tmp_path / f"{NAME}.json").read_text())
     assert results["name"] == NAME and results["size"] == "tiny"
     assert results["config"]["steps"] == 2
-    assert all(math.isfinite(x) for x in _numbers(results))
+    assert all(math.isfinite(x) for x in numbers(results))
     for suffix in ("attention", "beams"):
         assert (tmp_path / f"{NAME}_{suffix}.png").exists()
 

@@ -14,12 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO / "experiments"
+from experiment_helpers import EXPERIMENTS, REPO, numbers
+
 NAME = "speech_ctc"
 
 try:
@@ -28,18 +27,6 @@ try:
     HAVE_LIBROSA = True
 except ImportError:
     HAVE_LIBROSA = False
-
-
-def _numbers(tree):
-    """Every number in a JSON tree (bools excluded)."""
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from _numbers(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from _numbers(value)
-    elif isinstance(tree, int | float) and not isinstance(tree, bool):
-        yield tree
 
 
 def _module():
@@ -76,7 +63,7 @@ def test_speech_ctc_tiny_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / f"{NAME}.json").read_text())
     assert results["size"] == "tiny"
-    assert all(math.isfinite(x) for x in _numbers(results))
+    assert all(math.isfinite(x) for x in numbers(results))
     decoders = ["greedy", "beam_1", "beam_4", "beam_16"]
     for split in ("test", "test_voices"):
         assert sorted(results["final"][split]) == sorted(decoders)
