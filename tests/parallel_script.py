@@ -13,7 +13,7 @@ import sys
 
 import jax
 
-if sys.argv[1] == "host":  # must come before any computation
+if __name__ == "__main__" and sys.argv[1] == "host":  # must come before any computation
     jax.distributed.initialize(f"localhost:{sys.argv[3]}", num_processes=2, process_id=int(sys.argv[4]))
 
 import jax.numpy as jnp  # noqa: E402
