@@ -134,7 +134,8 @@ def _train_step(config: LMConfig, model, optimizer, devices: int | None, log):
                 f"batch: {config.batch} is not divisible by the {num_devices} devices; "
                 f"choose a batch that is a multiple of {num_devices} or another number of devices (--devices)"
             )
-        log(f"data-parallel over {num_devices} {jax.default_backend()} devices: {config.batch // num_devices} each")
+        per_device = config.batch // num_devices
+        log(f"data-parallel over {num_devices} {jax.default_backend()} devices: {per_device} per device")
     return parallel.make_train_step(_loss_fn(model), optimizer, devices=num_devices, clip_norm=config.clip_norm)
 
 
