@@ -252,6 +252,18 @@ def _masked(valid, new, old):
 # ----------------------------------------------------------------------------- the VRNN
 
 
+def _phi_x(model) -> Dense:
+    """The input features of VRNN and AutoregressiveRNN alike."""
+    return Dense(model.x_features, activation=_activation(model.activation))
+
+
+def _decoder(model) -> _Head:
+    """The output distribution's head of VRNN and AutoregressiveRNN alike."""
+    return _Head(
+        model.dense_size, model.x_size, model.output == "gaussian", _activation(model.activation), model.min_scale
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class VRNN:
     r"""Variational RNN: a latent :math:`z_t` with a learned prior at every step (Chung et al. 2015).
@@ -309,7 +321,7 @@ class VRNN:
 
     # the parts, as small frozen dataclasses
     def _phi_x(self) -> Dense:
-        return Dense(self.x_features, activation=_activation(self.activation))
+        return _phi_x(self)
 
     def _phi_z(self) -> Dense:
         return Dense(self.z_features, activation=_activation(self.activation))
@@ -318,9 +330,7 @@ class VRNN:
         return _Head(self.dense_size, self.z_size, True, _activation(self.activation), self.min_scale)
 
     def _decoder(self) -> _Head:
-        return _Head(
-            self.dense_size, self.x_size, self.output == "gaussian", _activation(self.activation), self.min_scale
-        )
+        return _decoder(self)
 
     def init(self, key: PRNGKey) -> VRNNParams:
         """Random params (Glorot-uniform kernels, zero biases; the cell's own initializers).
@@ -540,12 +550,10 @@ class AutoregressiveRNN:
         _check_common(self)
 
     def _phi_x(self) -> Dense:
-        return Dense(self.x_features, activation=_activation(self.activation))
+        return _phi_x(self)
 
     def _decoder(self) -> _Head:
-        return _Head(
-            self.dense_size, self.x_size, self.output == "gaussian", _activation(self.activation), self.min_scale
-        )
+        return _decoder(self)
 
     def init(self, key: PRNGKey) -> AutoregressiveRNNParams:
         """Random params, as :meth:`VRNN.init`.
