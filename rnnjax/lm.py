@@ -34,10 +34,10 @@ class LMConfig:
     hidden: int = 256
     layers: int = 1
     embed: int = 48
-    steps: int = 1200
+    steps: int = 1500
     batch: int = 32
     window: int = 128
-    lr: float = 3e-3
+    lr: float = 0.02
     clip_norm: float = 1.0
     kn_order: int = 7  # Kneser-Ney baselines of orders 2 .. kn_order
     seed: int = 0
@@ -121,8 +121,17 @@ def load_run(run_dir: str | Path):
 
 
 def _optimizer(config: LMConfig):
-    schedule = optax.cosine_decay_schedule(config.lr, config.steps, alpha=0.1)
-    return optax.adam(schedule)
+    """Adam with a short linear warm-up and a cosine decay to a tenth of ``config.lr``.
+
+    The warm-up and ``b2 = 0.99`` (the second-moment average forgets faster than the usual
+    0.999, so the step size follows the shrinking gradients of the first few hundred steps) are
+    what let the default run use a learning rate of 0.02. Validation bits/char after 1,200 steps
+    of the default model: 1.867 at 0.003, 1.708 at 0.01, 1.687 at 0.02 (1.670 with ``b2 = 0.99``),
+    2.62 at 0.04 (unstable); this recipe at 1,500 steps: 1.654 (docs/guide/language-model.md).
+    """
+    warmup = min(50, config.steps // 10)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, config.steps, end_value=0.1 * config.lr)
+    return optax.adam(schedule, b2=0.99)
 
 
 def _train_step(config: LMConfig, model, optimizer, devices: int | None, log):
@@ -190,7 +199,7 @@ def train_char_lm(
         checkpoint_dir = run_dir / "checkpoints"
     log(
         f"training {config.layers} x {config.cell.upper()}({config.hidden}) char LM: {config.steps} steps of "
-        f"{config.batch} x {config.window} characters, adam({config.lr}, cosine) with clip {config.clip_norm}"
+        f"{config.batch} x {config.window} characters, adam({config.lr}, warm-up and cosine decay) with clip {config.clip_norm}"
     )
     start = time.perf_counter()
     result = train.fit(
