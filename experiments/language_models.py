@@ -5,7 +5,7 @@ the count-based baseline, interpolated modified Kneser-Ney of orders 2 to 7, on 
 The text is the embedded corpus (the Python standard library's own sources, split by file:
 rnnjax.data.load_corpus); every model is scored in bits per character on the same validation
 split. The RNNs are trained by the job behind `rnnjax demo` (rnnjax.lm.train_char_lm: Adam
-with a cosine schedule and gradient clipping on random windows; validation with the carry
+with warm-up, a cosine schedule and gradient clipping on random windows; validation with the carry
 passed along 16 streams), all with the same budget of steps, so the table compares what each
 architecture learns in the same number of updates (not the same time: the training times are
 reported too).
