@@ -199,7 +199,8 @@ def train_char_lm(
         checkpoint_dir = run_dir / "checkpoints"
     log(
         f"training {config.layers} x {config.cell.upper()}({config.hidden}) char LM: {config.steps} steps of "
-        f"{config.batch} x {config.window} characters, adam({config.lr}, warm-up and cosine decay) with clip {config.clip_norm}"
+        f"{config.batch} x {config.window} characters, adam({config.lr}, warm-up and cosine decay) "
+        f"with clip {config.clip_norm}"
     )
     start = time.perf_counter()
     result = train.fit(
