@@ -5,33 +5,27 @@ still compiles every model once, so together they take a minute or two: marked s
 """
 
 import json
-import math
 import os
 
 import pytest
 
-from experiment_helpers import numbers, run_experiment
+from experiment_helpers import EXPERIMENTS, assert_help_lists, run_experiment, tiny_run
 
 SCRIPTS = ("long_range_memory", "gradient_clipping", "sunspots", "vrnn", "language_models")
+EVERY_SCRIPT = sorted(path.stem for path in EXPERIMENTS.glob("*.py") if not path.stem.startswith("_"))
+EXTRA_FLAGS = {"local_recurrence": ("--lr", "--depth")}
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", EVERY_SCRIPT)
 def test_help(name):
-    result = run_experiment(name, "--help", timeout=120)
-    assert result.returncode == 0, result.stderr
-    for flag in ("--full", "--tiny", "--steps", "--seed", "--out", "--no-docs"):
-        assert flag in result.stdout
+    """Every experiment script (the slow tiny runs of the others are in tests/test_experiments_*.py)."""
+    assert_help_lists(name, *EXTRA_FLAGS.get(name, ()))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_tiny_run_writes_results(name, tmp_path):
-    result = run_experiment(name, "--tiny", "--steps", "2", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((tmp_path / f"{name}.json").read_text())
-    assert results["name"] == name and results["size"] == "tiny"
-    assert results["config"]["steps"] == 2
-    assert all(math.isfinite(x) for x in numbers(results))
+    results = tiny_run(name, tmp_path)
     assert list(tmp_path.glob(f"{name}_*.png")), "no figure written"
 
     if name == "long_range_memory":

@@ -6,27 +6,17 @@ still compiles a seq2seq training step and several decoders (beam_width) or two 
 transactions.py (ROC-AUC, average precision, written in numpy) are checked against hand-computed values.
 """
 
-import json
-import math
-import sys
-
 import numpy as np
 import pytest
 
-from experiment_helpers import EXPERIMENTS, numbers, run_experiment
+from experiment_helpers import load_experiment, tiny_run
 
 SCRIPTS = ("beam_width", "transactions")
 
 
 @pytest.fixture(scope="module")
 def transactions():
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        import transactions
-
-        yield transactions
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
+    return load_experiment("transactions")
 
 
 def test_roc_auc_and_average_precision_by_hand(transactions):
@@ -48,23 +38,10 @@ def test_histories_have_the_documented_shapes(transactions):
     assert np.all(xs[:, :, 7:].sum(-1) == 1)  # one merchant category per transaction
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_help(name):
-    result = run_experiment(name, "--help", timeout=120)
-    assert result.returncode == 0, result.stderr
-    for flag in ("--full", "--tiny", "--steps", "--seed", "--out", "--no-docs"):
-        assert flag in result.stdout
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_tiny_run_writes_results(name, tmp_path):
-    result = run_experiment(name, "--tiny", "--steps", "2", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((tmp_path / f"{name}.json").read_text())
-    assert results["name"] == name and results["size"] == "tiny"
-    assert results["config"]["steps"] == 2
-    assert all(math.isfinite(x) for x in numbers(results))
+    results = tiny_run(name, tmp_path)
     assert list(tmp_path.glob(f"{name}_*.png")), "no figure written"
 
     if name == "beam_width":

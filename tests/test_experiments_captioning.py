@@ -2,38 +2,19 @@
 
 As in tests/test_experiments.py, the script runs as a user runs it. A tiny run still compiles the
 CNN + attention decoder, its train step and a decoder per beam width (about a minute on a 2-core
-CPU), so it is marked slow; ``--help`` is quick.
+CPU), so it is marked slow; its ``--help`` is checked with every script's in tests/test_experiments.py.
 """
-
-import json
-import math
 
 import pytest
 
-from experiment_helpers import numbers, run_experiment
+from experiment_helpers import tiny_run
 
 NAME = "captioning"
 
 
-def _run(*flags, timeout=600):
-    return run_experiment(NAME, *flags, timeout=timeout)
-
-
-def test_help():
-    result = _run("--help", timeout=120)
-    assert result.returncode == 0, result.stderr
-    for flag in ("--full", "--tiny", "--steps", "--seed", "--out", "--no-docs"):
-        assert flag in result.stdout
-
-
 @pytest.mark.slow
 def test_tiny_run_writes_results(tmp_path):
-    result = _run("--tiny", "--steps", "2", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((tmp_path / f"{NAME}.json").read_text())
-    assert results["name"] == NAME and results["size"] == "tiny"
-    assert results["config"]["steps"] == 2
-    assert all(math.isfinite(x) for x in numbers(results))
+    results = tiny_run(NAME, tmp_path)
     for suffix in ("attention", "beams"):
         assert (tmp_path / f"{NAME}_{suffix}.png").exists()
 

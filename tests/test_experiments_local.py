@@ -5,43 +5,16 @@ on-line learners (about 20 s on an idle CPU), so it is marked slow; the plant si
 against the recursion written out by hand.
 """
 
-import importlib.util
-import json
-import math
-import sys
-
 import numpy as np
 import pytest
 
-from experiment_helpers import EXPERIMENTS, numbers, run_experiment
+from experiment_helpers import load_experiment, tiny_run
 
 NAME = "local_recurrence"
 
 
-def _run(*flags, timeout=600):
-    return run_experiment(NAME, *flags, timeout=timeout)
-
-
-def _module():
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        spec = importlib.util.spec_from_file_location(NAME, EXPERIMENTS / f"{NAME}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
-
-
-def test_help():
-    result = _run("--help", timeout=120)
-    assert result.returncode == 0, result.stderr
-    for flag in ("--full", "--tiny", "--steps", "--seed", "--out", "--no-docs", "--lr", "--depth"):
-        assert flag in result.stdout
-
-
 def test_plant_matches_narendra_example_1():
-    module = _module()
+    module = load_experiment(NAME)
     u = np.array([0.5, -0.25, 0.1, 0.0])
     f = module.plant_nonlinearity
     assert f(0.5) == pytest.approx(0.6 - 0.3 + 0.1)  # sin(pi/2), sin(3 pi/2), sin(5 pi/2)
@@ -54,12 +27,7 @@ def test_plant_matches_narendra_example_1():
 
 @pytest.mark.slow
 def test_tiny_run_writes_results(tmp_path):
-    result = _run("--tiny", "--steps", "100", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((tmp_path / f"{NAME}.json").read_text())
-    assert results["name"] == NAME and results["size"] == "tiny"
-    assert results["config"]["steps"] == 100
-    assert all(math.isfinite(x) for x in numbers(results))
+    results = tiny_run(NAME, tmp_path, steps=100)
     assert sorted(results["runs"]) == ["back_tsoi", "crbp", "rtrl", "tbptt"]
     for runs in results["runs"].values():
         curve = runs[0]["curve"]

@@ -7,17 +7,13 @@ Audio and features go to a temporary cache ($RNNJAX_CACHE), results to a tempora
 The corpus error rates are checked on hand-made transcripts without running anything.
 """
 
-import importlib.util
-import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from experiment_helpers import EXPERIMENTS, REPO, numbers
+from experiment_helpers import load_experiment, tiny_run
 
 NAME = "speech_ctc"
 
@@ -29,19 +25,8 @@ except ImportError:
     HAVE_LIBROSA = False
 
 
-def _module():
-    sys.path.insert(0, str(EXPERIMENTS))  # the script imports _common
-    try:
-        spec = importlib.util.spec_from_file_location(f"_exp_{NAME}", EXPERIMENTS / f"{NAME}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
-    return module
-
-
 def test_corpus_error_rates():
-    rates = _module().error_rates(["one two", "six sx", "nine"], ["one two", "six six", "nine five"])
+    rates = load_experiment(NAME).error_rates(["one two", "six sx", "nine"], ["one two", "six six", "nine five"])
     assert math.isclose(rates["cer"], (0 + 1 + 5) / (7 + 7 + 9))  # "nine" -> "nine five": 5 insertions
     assert math.isclose(rates["wer"], (0 + 1 + 1) / (2 + 2 + 2))
     assert math.isclose(rates["sentence_accuracy"], 1 / 3)
@@ -52,18 +37,7 @@ def test_corpus_error_rates():
 @pytest.mark.skipif(not HAVE_LIBROSA, reason="librosa not installed (pip install librosa)")
 def test_speech_ctc_tiny_run(tmp_path):
     env = dict(os.environ, RNNJAX_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / f"{NAME}.py"), "--tiny", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((tmp_path / f"{NAME}.json").read_text())
-    assert results["size"] == "tiny"
-    assert all(math.isfinite(x) for x in numbers(results))
+    results = tiny_run(NAME, tmp_path, steps=None, env=env)
     decoders = ["greedy", "beam_1", "beam_4", "beam_16"]
     for split in ("test", "test_voices"):
         assert sorted(results["final"][split]) == sorted(decoders)
