@@ -46,6 +46,15 @@ def size_name(args) -> str:
     return "full" if args.full else "tiny" if args.tiny else "default"
 
 
+def chosen_size(args, sizes: dict, flags=("steps",)) -> dict:
+    """A copy of ``sizes[size_name(args)]`` with the command-line ``flags`` that were given put in."""
+    size = dict(sizes[size_name(args)])
+    for flag in flags:
+        if getattr(args, flag) is not None:
+            size[flag] = getattr(args, flag)
+    return size
+
+
 def environment() -> dict:
     """Where the numbers were measured."""
     return {

@@ -242,9 +242,7 @@ def evaluate(name, tokens, lengths, alpha, test, rescore, params):
 
 def main(argv=None):
     args = _common.parser(__doc__.split("\n")[0]).parse_args(argv)
-    size = dict(SIZES[_common.size_name(args)])
-    if args.steps is not None:
-        size["steps"] = args.steps
+    size = _common.chosen_size(args, SIZES)
     start = time.perf_counter()
     model = make_model(size)
     print(

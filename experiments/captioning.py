@@ -122,9 +122,7 @@ def alignment(model, params, test: cap.CaptionData):
 
 def main(argv=None):
     args = _common.parser(__doc__.split("\n")[0]).parse_args(argv)
-    size = dict(SIZES[_common.size_name(args)])
-    if args.steps is not None:
-        size["steps"] = args.steps
+    size = _common.chosen_size(args, SIZES)
     start = time.perf_counter()
     data = {
         split: cap.digit_strips(args.seed, size[split], MIN_DIGITS, MAX_DIGITS, split=split, split_seed=args.seed)

@@ -85,9 +85,7 @@ def chunk_means(values):
 
 def main(argv=None):
     args = _common.parser(__doc__.split("\n")[0]).parse_args(argv)
-    size = dict(SIZES[_common.size_name(args)])
-    if args.steps is not None:
-        size["steps"] = args.steps
+    size = _common.chosen_size(args, SIZES)
     print(
         f"{NAME}: Elman({size['hidden']}) with w_h = {size['gain']} x orthogonal, adding problem T={size['lag']}, "
         f"sgd at {size['lrs']}, {[label(c) for c in CLIP_NORMS]}, {size['seeds']} seeds"

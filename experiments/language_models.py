@@ -36,9 +36,7 @@ SIZES = {  # corpus characters, hidden units, embedding, steps, batch, window, K
 
 def main(argv=None):
     args = _common.parser(__doc__.split("\n")[0]).parse_args(argv)
-    size = dict(SIZES[_common.size_name(args)])
-    if args.steps is not None:
-        size["steps"] = args.steps
+    size = _common.chosen_size(args, SIZES)
 
     # 1. Every model on the same corpus and split; the n-gram baselines are fitted once, with the first.
     runs = []

@@ -209,10 +209,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, help="per-sample SGD learning rate (default: set by the size)")
     parser.add_argument("--depth", type=int, help="truncation h of CRBP and BPTT (default: set by the size)")
     args = parser.parse_args(argv)
-    size = dict(SIZES[_common.size_name(args)])
-    for flag in ("steps", "lr", "depth"):
-        if getattr(args, flag) is not None:
-            size[flag] = getattr(args, flag)
+    size = _common.chosen_size(args, SIZES, flags=("steps", "lr", "depth"))
     size["eval_every"] = min(size["eval_every"], size["steps"])
     size["steps"] -= size["steps"] % size["eval_every"]
     size["eval_every"] -= size["eval_every"] % size["depth"]  # tbptt works in blocks of h samples

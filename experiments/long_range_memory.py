@@ -178,9 +178,9 @@ def gradient_reach(norms):
 
 def main(argv=None):
     args = _common.parser(__doc__.split("\n")[0]).parse_args(argv)
-    size = dict(SIZES[_common.size_name(args)])
+    size = _common.chosen_size(args, SIZES)
     if args.steps is not None:
-        size["steps"] = size["copy_steps"] = args.steps
+        size["copy_steps"] = args.steps
     lags, steps, hidden = size["lags"], size["steps"], size["hidden"]
     print(
         f"{NAME}: cells {list(CELLS)}, lags {lags}, hidden {hidden}, {steps} (adding) and {size['copy_steps']} (copy) "

@@ -147,9 +147,8 @@ def evaluate(decode, params, split: sp.SpeechData):
 def main(argv=None):
     args = _common.parser(__doc__.split("\n")[0]).parse_args(argv)
     check_requirements()
-    size = dict(SIZES[_common.size_name(args)])
+    size = _common.chosen_size(args, SIZES)
     if args.steps is not None:
-        size["steps"] = args.steps
         size["eval_at"] = tuple(s for s in size["eval_at"] if s < args.steps) + (args.steps,)
     start = time.perf_counter()
     data = sp.digit_dataset(args.seed, size["num_train"], size["num_test"])

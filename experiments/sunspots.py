@@ -155,9 +155,7 @@ def arima_forecasts(result, series, origins, horizon):
 
 def main(argv=None):
     args = _common.parser(__doc__.split("\n")[0]).parse_args(argv)
-    size = dict(SIZES[_common.size_name(args)])
-    if args.steps is not None:
-        size["steps"] = args.steps
+    size = _common.chosen_size(args, SIZES)
     start = time.perf_counter()
     series = rj.data.sunspots().astype(np.float64)  # [309], 1700-2008
     train_end = VALID_YEAR - FIRST_YEAR

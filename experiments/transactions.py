@@ -355,9 +355,7 @@ def train_logreg(features, labels, test_features, steps, l2=1e-3):
 
 def main(argv=None):
     args = _common.parser(__doc__.split("\n")[0]).parse_args(argv)
-    size = dict(SIZES[_common.size_name(args)])
-    if args.steps is not None:
-        size["steps"] = args.steps
+    size = _common.chosen_size(args, SIZES)
     start = time.perf_counter()
 
     # 1. Generate honest and fraudulent histories; standardise features with the training set.

@@ -43,9 +43,9 @@ SIZES = {  # t: sequence length; hidden: GRU size (and feature/MLP widths); z: l
 
 args = _common.parser(__doc__.splitlines()[0]).parse_args()
 size = _common.size_name(args)
-config = dict(SIZES[size], p_turn=0.25, noise_std=0.1, learning_rate=3e-3, clip_norm=10.0, seed=args.seed)
-if args.steps is not None:
-    config["steps"] = args.steps
+config = dict(
+    _common.chosen_size(args, SIZES), p_turn=0.25, noise_std=0.1, learning_rate=3e-3, clip_norm=10.0, seed=args.seed
+)
 T = config["t"]
 print(size, config)
 
