@@ -127,7 +127,7 @@ def test_empty_sequence(cell):
 
 
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])
-@pytest.mark.parametrize("num_steps", [1, 7, 256, pytest.param(4096, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("num_steps", [1, 7, *(pytest.param(t, marks=pytest.mark.slow) for t in (256, 4096))])
 def test_parallel_scan_equals_sequential(name, num_steps, x64):
     """The associative scan and lax.scan agree; the largest error is stated in the assertion."""
     cell = CELLS[name]
