@@ -20,6 +20,7 @@ word error rate (over the words of the decoded text).
 """
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -446,39 +447,15 @@ def digit_dataset(
         if path.exists():
             with np.load(path, allow_pickle=False) as f:
                 return _unpack(dict(f), config)
+    synthesize = functools.partial(
+        synthesize_digits, min_digits=min_digits, max_digits=max_digits, cache_dir=cache_dir
+    )  # the splits differ in seed, size, voices, speeds and pitches only
     splits = {
-        "train": synthesize_digits(
-            seed,
-            num_train,
-            min_digits=min_digits,
-            max_digits=max_digits,
-            voices=voices,
-            speeds=speeds,
-            pitches=pitches,
-            cache_dir=cache_dir,
-        ),
-        "test": synthesize_digits(
-            seed + 1,
-            num_test,
-            min_digits=min_digits,
-            max_digits=max_digits,
-            voices=voices,
-            speeds=test_speeds,
-            pitches=test_pitches,
-            cache_dir=cache_dir,
-        ),
+        "train": synthesize(seed, num_train, voices=voices, speeds=speeds, pitches=pitches),
+        "test": synthesize(seed + 1, num_test, voices=voices, speeds=test_speeds, pitches=test_pitches),
     }
     if len(held_out_voices):
-        splits["test_voices"] = synthesize_digits(
-            seed + 2,
-            num_test,
-            min_digits=min_digits,
-            max_digits=max_digits,
-            voices=held_out_voices,
-            speeds=speeds,
-            pitches=pitches,
-            cache_dir=cache_dir,
-        )
+        splits["test_voices"] = synthesize(seed + 2, num_test, voices=held_out_voices, speeds=speeds, pitches=pitches)
     arrays = {}
     feats = {name: _featurize(utts, n_mels) for name, utts in splits.items()}
     train_frames = np.concatenate(feats["train"])
