@@ -1,9 +1,15 @@
-"""Repository-wide pytest set-up (tests/ and the doctests in rnnjax/): strict dtype promotion, --runslow."""
+"""Repository-wide pytest set-up (tests/ and the doctests in rnnjax/): strict dtype promotion, full
+float32 matmuls, --runslow."""
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+# The precision policy: tests compare two ways of computing the same thing, so every float32 matmul
+# is full float32 on every backend (the default is TF32 on recent NVIDIA GPUs and one bfloat16 pass
+# on TPU; it is full float32 on CPU already). Accuracy at the backend's default precision is
+# measured separately (tests/test_precision.py), with cells built with precision="default".
+jax.config.update("jax_default_matmul_precision", "highest")
 
 
 def pytest_addoption(parser):

@@ -15,6 +15,7 @@ from rnnjax import losses as losses
 from rnnjax import models as models  # public submodule rj.models
 from rnnjax import ngram as ngram  # public submodule rj.ngram (Kneser-Ney baseline)
 from rnnjax import parallel as parallel  # public submodule rj.parallel (jax.sharding data parallelism)
+from rnnjax import recurrence as recurrence  # rj.recurrence: unroll and its per-backend defaults
 from rnnjax import speech as speech  # public submodule rj.speech (espeak-ng synthesis, librosa features: both optional)
 from rnnjax import train as train
 from rnnjax import vrnn as vrnn  # public submodule rj.vrnn (VRNN, ELBO/IWAE, no-latent baseline)

@@ -10,11 +10,19 @@ Weights are stored features-last (``w_i: [f, g]``, ``w_h: [h, g]``) with the gat
 blocks concatenated along the last axis in a fixed, documented order, so weight
 conversion from torch, Keras and Flax is exact. Params and carries are NamedTuples.
 
-Dtypes: params are created in ``param_dtype`` (float32 by default). Computation runs
-in ``dtype`` when given, else in the promotion of the params' and the inputs' dtypes
-(so bfloat16 inputs with float32 params compute in float32, and float64 inputs with
-float64 params, under ``jax_enable_x64``, in float64). ``recur`` computes in the dtype
-of ``u`` and returns a carry of that dtype.
+Dtypes: params are created in ``param_dtype`` (float32 by default; bfloat16 and float16
+too: initialised in float32, then cast). Computation runs in ``dtype`` when given, else
+in the promotion of the params' and the inputs' dtypes (so bfloat16 inputs with float32
+params compute in float32, and float64 inputs with float64 params, under
+``jax_enable_x64``, in float64). ``recur`` computes in the dtype of ``u`` and returns a
+carry of that dtype, with one exception for 16-bit computation: every matmul then
+accumulates in float32, the gate arithmetic runs in float32, and the LSTM's cell state
+``c`` stays float32 (over thousands of steps a bfloat16 cell state drifts; see the
+precision section of the unroll guide for the measurements).
+
+Precision: every matmul takes the cell's ``precision`` (None: the backend's default,
+which is full float32 on CPU, TF32 on recent NVIDIA GPUs and one bfloat16 pass on TPU;
+``"highest"`` asks for full float32 everywhere).
 
 A cell whose params have ``carry0`` set (``learn_initial_carry=True``) starts from a
 learned initial carry instead of zeros.
@@ -26,6 +34,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from rnnjax import _checks
 from rnnjax.typing import Array, Carry, Params, PRNGKey, Shape
@@ -57,9 +66,44 @@ def _promote(a, b) -> jnp.dtype:
         return jnp.promote_types(a, b)
 
 
-def _affine(x: Array, w: Array, b: Array | None, dtype) -> Array:
-    y = x.astype(dtype) @ w.astype(dtype)
-    return y if b is None else y + b.astype(dtype)
+def _precision(value: Any) -> Any:
+    """``value`` as one canonical, hashable matmul precision (equal settings hash equal)."""
+    if value is None or isinstance(value, lax.Precision | lax.DotAlgorithmPreset):
+        return value
+    if isinstance(value, str):
+        try:
+            return lax.Precision(value)
+        except ValueError:
+            pass
+    raise ValueError(
+        "precision: expected None, a jax.lax.Precision, a jax.lax.DotAlgorithmPreset or one of "
+        f"'default', 'high', 'highest', got {value!r}"
+    )
+
+
+def accumulation_dtype(dtype) -> jnp.dtype:
+    """The dtype matmuls accumulate in and gates are computed in: float32 for 16-bit floats, else ``dtype``.
+
+    Example:
+        >>> accumulation_dtype(jnp.bfloat16), accumulation_dtype(jnp.float32)
+        (dtype('float32'), dtype('float32'))
+    """
+    dtype = jnp.dtype(dtype)
+    return jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
+
+
+def _matmul(x: Array, w: Array, dtype, precision=None) -> Array:
+    """``x @ w`` on operands cast to ``dtype``, returned in ``accumulation_dtype(dtype)``."""
+    return jnp.matmul(
+        x.astype(dtype), w.astype(dtype), precision=precision, preferred_element_type=accumulation_dtype(dtype)
+    )
+
+
+def _affine(x: Array, w: Array, b: Array | None, dtype, precision=None) -> Array:
+    """``x @ w + b`` in ``dtype`` (accumulated in float32 for 16-bit ``dtype``)."""
+    y = _matmul(x, w, dtype, precision)
+    y = y if b is None else y + b.astype(y.dtype)
+    return y.astype(dtype)
 
 
 class DenseParams(NamedTuple):
@@ -143,7 +187,11 @@ class _Cell:
 
     Attributes:
       dtype: computation dtype, or None to promote the params' and inputs' dtypes.
-      param_dtype: dtype of the params made by ``init``.
+      param_dtype: dtype of the params made by ``init`` (any float dtype; bfloat16 and
+        float16 params are initialised in float32, then cast).
+      precision: matmul precision: None (the backend's default), a
+        :class:`jax.lax.Precision`, one of ``"default"``, ``"high"``, ``"highest"``, or a
+        :class:`jax.lax.DotAlgorithmPreset`.
       learn_initial_carry: add a trainable initial carry ``carry0`` to the params.
       kernel_init: initializer of the input kernel ``w_i``.
       recurrent_init: initializer of the recurrent kernel ``w_h``.
@@ -151,6 +199,7 @@ class _Cell:
 
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    precision: Any = None
     learn_initial_carry: bool = False
     kernel_init: Callable = dataclasses.field(default=GLOROT_UNIFORM, repr=False)
     recurrent_init: Callable = dataclasses.field(default=ORTHOGONAL, repr=False)
@@ -164,6 +213,11 @@ class _Cell:
         object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
         if self.dtype is not None:
             object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
+        object.__setattr__(self, "precision", _precision(self.precision))
+        for name in ("dtype", "param_dtype"):
+            value = getattr(self, name)
+            if value is not None and not jnp.issubdtype(value, jnp.floating):
+                raise TypeError(f"{name}: expected a float dtype, got {value}")
 
     @property
     def output_size(self) -> int:
@@ -172,6 +226,10 @@ class _Cell:
 
     def _carry_sizes(self) -> Carry:
         return HiddenCarry(self.hidden_size)
+
+    def _carry_dtypes(self, dtype) -> Carry:
+        """The dtype of each carry array when the cell computes in ``dtype``."""
+        return jax.tree_util.tree_map(lambda _: jnp.dtype(dtype), self._carry_sizes())
 
     def input_size(self, params: Params) -> int:
         """The input size ``f`` that ``params`` were initialised for."""
@@ -197,12 +255,20 @@ class _Cell:
             return None
         return jax.tree_util.tree_map(lambda n: jnp.zeros((n,), self.param_dtype), self._carry_sizes())
 
+    def _initialize(self, initializer: Callable, key: PRNGKey, shape: Shape) -> Array:
+        """``initializer`` run in at least float32, then cast to ``param_dtype``.
+
+        The orthogonal initializer's QR has no bfloat16/float16 kernel, and 16-bit
+        sampling would coarsen every initializer's distribution.
+        """
+        return initializer(key, shape, _promote(self.param_dtype, jnp.float32)).astype(self.param_dtype)
+
     def _weights(self, key: PRNGKey, input_size: int, num_gates: int | None = None) -> tuple[Array, Array]:
         _checks.positive_int(input_size, "input_size")
         width = (num_gates or self.num_gates) * self.hidden_size
         k_i, k_h = jax.random.split(key)
-        w_i = self.kernel_init(k_i, (input_size, width), self.param_dtype)
-        w_h = self.recurrent_init(k_h, (self.hidden_size, width), self.param_dtype)
+        w_i = self._initialize(self.kernel_init, k_i, (input_size, width))
+        w_h = self._initialize(self.recurrent_init, k_h, (self.hidden_size, width))
         return w_i, w_h
 
     def initial_carry(self, params: Params, batch_shape: Shape = ()) -> Carry:
@@ -221,11 +287,13 @@ class _Cell:
             >>> carry.h.shape, carry.c.shape
             ((2, 8), (2, 8))
         """
-        dtype = self._compute_dtype(params)
+        dtypes = self._carry_dtypes(self._compute_dtype(params))
         carry0 = getattr(params, "carry0", None)
         if carry0 is not None:
-            return jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v.astype(dtype), (*batch_shape, *v.shape)), carry0)
-        return jax.tree_util.tree_map(lambda n: jnp.zeros((*batch_shape, n), dtype), self._carry_sizes())
+            return jax.tree_util.tree_map(
+                lambda v, dt: jnp.broadcast_to(v.astype(dt), (*batch_shape, *v.shape)), carry0, dtypes
+            )
+        return jax.tree_util.tree_map(lambda n, dt: jnp.zeros((*batch_shape, n), dt), self._carry_sizes(), dtypes)
 
     def project(self, params: Params, xs: Array) -> Array:
         """The time-parallel input projection ``us = xs @ w_i + b``.
@@ -245,7 +313,7 @@ class _Cell:
         """
         xs = _checks.floating(xs, "xs")
         _checks.features(xs, self.input_size(params), "xs")
-        return _affine(xs, params.w_i, params.b, self._compute_dtype(params, xs.dtype))
+        return _affine(xs, params.w_i, params.b, self._compute_dtype(params, xs.dtype), self.precision)
 
     def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         """One full time step: ``recur(params, carry, project(params, x))``.
@@ -320,7 +388,8 @@ class ElmanCell(_Cell):
             >>> y.shape
             (8,)
         """
-        h = _activation(self.activation)(u + carry.h.astype(u.dtype) @ params.w_h.astype(u.dtype))
+        z = u.astype(accumulation_dtype(u.dtype)) + _matmul(carry.h, params.w_h, u.dtype, self.precision)
+        h = _activation(self.activation)(z).astype(u.dtype)
         return HiddenCarry(h), h
 
 
@@ -387,10 +456,10 @@ class JordanCell(_Cell):
         k_i, k_h, k_o = jax.random.split(key, 3)
         h, o, dt = self.hidden_size, self.output_size, self.param_dtype
         return JordanParams(
-            w_i=self.kernel_init(k_i, (input_size, h), dt),
-            w_h=self.recurrent_init(k_h, (o, h), dt),
+            w_i=self._initialize(self.kernel_init, k_i, (input_size, h)),
+            w_h=self._initialize(self.recurrent_init, k_h, (o, h)),
             b=jnp.zeros((h,), dt),
-            w_o=self.kernel_init(k_o, (h, o), dt),
+            w_o=self._initialize(self.kernel_init, k_o, (h, o)),
             b_o=jnp.zeros((o,), dt),
             carry0=self._init_carry0(),
         )
@@ -405,9 +474,12 @@ class JordanCell(_Cell):
             >>> cell.recur(params, cell.initial_carry(params), u)[1].shape
             (2,)
         """
-        context = carry.context.astype(u.dtype)
-        s = _activation(self.activation)(u + context @ params.w_h.astype(u.dtype))
-        y = _activation(self.output_activation)(_affine(s, params.w_o, params.b_o, u.dtype))
+        dtype = u.dtype
+        context = carry.context.astype(dtype)
+        s = _activation(self.activation)(
+            u.astype(accumulation_dtype(dtype)) + _matmul(context, params.w_h, dtype, self.precision)
+        )
+        y = _activation(self.output_activation)(_affine(s, params.w_o, params.b_o, dtype, self.precision))
         return JordanCarry(self.context_decay * context + y), y
 
 
@@ -459,6 +531,7 @@ class RMLPCell(_Cell):
             activation=self.activation,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            precision=self.precision,
             learn_initial_carry=self.learn_initial_carry,
             kernel_init=self.kernel_init,
             recurrent_init=self.recurrent_init,
@@ -482,7 +555,7 @@ class RMLPCell(_Cell):
         keys = jax.random.split(key, len(self.mlp_sizes) + 1)
         sizes = (input_size, *self.mlp_sizes)
         layers = tuple(
-            DenseParams(self.kernel_init(k, (n_in, n_out), self.param_dtype), jnp.zeros((n_out,), self.param_dtype))
+            DenseParams(self._initialize(self.kernel_init, k, (n_in, n_out)), jnp.zeros((n_out,), self.param_dtype))
             for k, n_in, n_out in zip(keys[:-1], sizes[:-1], sizes[1:], strict=True)
         )
         return RMLPParams(layers, self._recurrent.init(keys[-1], sizes[-1]))
@@ -510,7 +583,7 @@ class RMLPCell(_Cell):
         dtype = self._compute_dtype(params, xs.dtype)
         act = _activation(self.activation)
         for layer in params.layers:
-            xs = act(_affine(xs, layer.w, layer.b, dtype))
+            xs = act(_affine(xs, layer.w, layer.b, dtype, self.precision))
         return self._recurrent.project(params.recurrent, xs.astype(dtype))
 
     def recur(self, params: RMLPParams, carry: HiddenCarry, u: Array) -> tuple[HiddenCarry, Array]:
@@ -565,6 +638,9 @@ class LSTMCell(_Cell):
     def _carry_sizes(self) -> LSTMCarry:
         return LSTMCarry(self.hidden_size, self.hidden_size)
 
+    def _carry_dtypes(self, dtype) -> LSTMCarry:
+        return LSTMCarry(jnp.dtype(dtype), accumulation_dtype(dtype))  # a 16-bit cell state drifts
+
     def init(self, key: PRNGKey, input_size: int) -> LSTMParams:
         """Params: ``w_i [f, 4h]``, ``w_h [h, 4h]``, ``b [4h]`` (forget block = ``forget_bias``).
 
@@ -590,17 +666,17 @@ class LSTMCell(_Cell):
             >>> carry.c.shape, y.shape
             ((8,), (8,))
         """
-        dtype = u.dtype
-        h, c = carry.h.astype(dtype), carry.c.astype(dtype)
-        z = u + h @ params.w_h.astype(dtype)
+        dtype, acc = u.dtype, accumulation_dtype(u.dtype)
+        c = carry.c.astype(acc)
+        z = u.astype(acc) + _matmul(carry.h, params.w_h, dtype, self.precision)
         i, f, g, o = jnp.split(z, 4, axis=-1)
         if params.peephole is not None:
-            p = params.peephole.astype(dtype)
+            p = params.peephole.astype(acc)
             i, f = i + p[0] * c, f + p[1] * c
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         if params.peephole is not None:
             o = o + p[2] * c
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        h = (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(dtype)
         return LSTMCarry(h, c), h
 
 
@@ -671,20 +747,20 @@ class GRUCell(_Cell):
             >>> cell.recur(params, cell.initial_carry(params), u)[1].shape
             (8,)
         """
-        dtype = u.dtype
-        h = carry.h.astype(dtype)
-        w_h = params.w_h.astype(dtype)
-        u_r, u_z, u_n = jnp.split(u, 3, axis=-1)
+        dtype, acc = u.dtype, accumulation_dtype(u.dtype)
+        h = carry.h.astype(acc)
+        u_r, u_z, u_n = jnp.split(u.astype(acc), 3, axis=-1)
         if self.reset_after:
-            hw_r, hw_z, hw_n = jnp.split(h @ w_h + params.b_h.astype(dtype), 3, axis=-1)
+            hw = _matmul(carry.h, params.w_h, dtype, self.precision) + params.b_h.astype(acc)
+            hw_r, hw_z, hw_n = jnp.split(hw, 3, axis=-1)
             r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
             n = jnp.tanh(u_n + r * hw_n)
         else:
             hidden = self.hidden_size
-            hw_r, hw_z = jnp.split(h @ w_h[:, : 2 * hidden], 2, axis=-1)
+            hw_r, hw_z = jnp.split(_matmul(carry.h, params.w_h[:, : 2 * hidden], dtype, self.precision), 2, axis=-1)
             r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
-            n = jnp.tanh(u_n + (r * h) @ w_h[:, 2 * hidden :])
-        h = (1 - z) * n + z * h
+            n = jnp.tanh(u_n + _matmul(r * h, params.w_h[:, 2 * hidden :], dtype, self.precision))
+        h = ((1 - z) * n + z * h).astype(dtype)
         return HiddenCarry(h), h
 
 
@@ -722,7 +798,7 @@ class _LinearRecurrenceCell(_Cell):
         """
         _checks.positive_int(input_size, "input_size")
         width = self.num_gates * self.hidden_size
-        w_i = self.kernel_init(key, (input_size, width), self.param_dtype)
+        w_i = self._initialize(self.kernel_init, key, (input_size, width))
         return self.params_type(w_i, jnp.zeros((width,), self.param_dtype), self._init_carry0())
 
 

@@ -24,7 +24,9 @@ class RNN:
     Args:
       cell: the recurrent cell.
       reverse: run backwards over the valid prefix (see :func:`rnnjax.unroll`).
-      unroll: ``lax.scan`` unroll factor.
+      unroll: ``lax.scan`` unroll factor; None: the backend's measured factor.
+      hoist: project the whole sequence before the scan (True) or step by step (False);
+        None: the backend's choice (see :func:`rnnjax.unroll`).
       remat: checkpoint the time loop (``sqrt(t)`` memory for BPTT).
       parallel: associative scan, for linear-recurrence cells.
 
@@ -38,7 +40,8 @@ class RNN:
 
     cell: Cell
     reverse: bool = False
-    unroll: int = 1
+    unroll: int | None = None
+    hoist: bool | None = None
     remat: bool = False
     parallel: bool = False
 
@@ -74,6 +77,7 @@ class RNN:
             length=length,
             reverse=self.reverse,
             unroll=self.unroll,
+            hoist=self.hoist,
             remat=self.remat,
             parallel=self.parallel,
         )

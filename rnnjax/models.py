@@ -483,6 +483,8 @@ class LanguageModel:
         needs the cell's output size to equal ``embed_size``.
       dropout: drop probability on the embeddings and on the cell's outputs, applied in
         ``apply`` when a ``key`` is given (Zaremba et al. 2014 put it between layers).
+      hoist: how the teacher-forced pass runs the cell (see :func:`rnnjax.unroll`); None:
+        the backend's choice. ``step_fn`` steps one token at a time either way.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -503,6 +505,7 @@ class LanguageModel:
     tie_weights: bool = False
     _: dataclasses.KW_ONLY
     dropout: float = 0.0
+    hoist: bool | None = None
 
     def __post_init__(self):
         _checks.positive_int(self.vocab_size, "vocab_size")
@@ -564,7 +567,7 @@ class LanguageModel:
         length = _checks.length(length, tokens.shape[0])
         k_in, k_out = (None, None) if key is None else jax.random.split(key)
         xs = _dropout(self._embedding.apply(params.embed, tokens), self.dropout, k_in)
-        _, ys = unroll(self.cell, params.cell, xs, length=length)
+        _, ys = unroll(self.cell, params.cell, xs, length=length, hoist=self.hoist)
         ys = _dropout(ys, self.dropout, k_out)
         return _zero_past(self._logits(params, ys), length)
 
@@ -592,7 +595,7 @@ class LanguageModel:
             ((3, 50), (2, 50))
         """
         tokens = _token_sequence(tokens, "tokens", self.vocab_size)
-        carry, ys = unroll(self.cell, params.cell, self._embedding.apply(params.embed, tokens), carry)
+        carry, ys = unroll(self.cell, params.cell, self._embedding.apply(params.embed, tokens), carry, hoist=self.hoist)
         return carry, self._logits(params, ys)
 
     def initial_carry(self, params: LanguageModelParams) -> Carry:
@@ -669,6 +672,8 @@ class ConditionedGenerator:
       embed_size: token embedding size ``E``.
       cell: a cell, or a list of cells (a :class:`~rnnjax.StackedCell`).
       condition: ``"init"``, ``"input"`` or ``"both"``.
+      hoist: how the teacher-forced pass runs the cell (see :func:`rnnjax.unroll`); None:
+        the backend's choice.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -688,6 +693,8 @@ class ConditionedGenerator:
     embed_size: int
     cell: Any
     condition: str = "init"
+    _: dataclasses.KW_ONLY
+    hoist: bool | None = None
 
     def __post_init__(self):
         _checks.positive_int(self.feature_size, "feature_size")
@@ -772,7 +779,7 @@ class ConditionedGenerator:
         tokens = _token_sequence(tokens, "tokens", self.vocab_size)
         length = _checks.length(length, tokens.shape[0])
         xs = self._inputs(params, tokens, carry.features)
-        _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length)
+        _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length, hoist=self.hoist)
         return _zero_past(Dense(self.vocab_size).apply(params.head, ys), length)
 
     def step_fn(self, params: GeneratorParams, carry: GeneratorCarry, token: Array) -> tuple[GeneratorCarry, Array]:

@@ -2,6 +2,16 @@
 
 ``jax.grad`` through ``unroll`` is backpropagation through time; ``jax.vmap`` over it
 batches; ``remat=True`` checkpoints the time loop so BPTT memory grows as ``sqrt(t)``.
+
+Two ways to run the same recurrence, chosen per backend unless ``hoist`` says:
+
+- hoisted (``hoist=True``): ``cell.project`` once over the whole sequence (one large
+  matmul), then a scan of ``cell.recur``. What GPUs and TPUs want.
+- in the loop (``hoist=False``): a scan of ``cell.step``. On XLA:CPU an elementwise
+  fusion that reads the scan's per-step slice of the projected inputs ran several times
+  slower than the same math on a loop-invariant operand, so this is the CPU default.
+
+Both give the same result (the tests run both on the CPU).
 """
 
 import math
@@ -11,18 +21,36 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
-from rnnjax.typing import Array, Carry, Cell, Params
+from rnnjax.typing import Array, Carry, Cell, LinearRecurrenceCell, Params
+
+# lax.scan's unroll factor per backend, from measurements (docs/performance.md). On an
+# NVIDIA H200, 32 was within 9% of the best factor in every measured row (LSTM and GRU at
+# S, M and L, forward and training step) and 1.3-2.4x faster than 1; on the CPU every
+# factor above 1 was slower. TPUs are not measured yet and take the GPU's factor.
+UNROLL_FACTORS = {"cpu": 1, "gpu": 32, "tpu": 32}
 
 
-def _hoist_projection() -> bool:
-    """Whether to project the whole sequence before the scan (one big matmul).
+def default_hoist(backend: str | None = None) -> bool:
+    """Whether ``unroll(hoist=None)`` projects the whole sequence before the scan on ``backend``.
 
-    That is what GPUs and TPUs want. On XLA:CPU an elementwise fusion that reads the
-    scan's per-step slice of the projected inputs runs several times slower than the
-    same math on a loop-invariant operand (``shared/perf/NOTES.md``), so there the
-    projection stays inside the scan body. Both give the same result.
+    True on GPU and TPU, False on CPU (see the module docstring).
+
+    Example:
+        >>> default_hoist("cpu"), default_hoist("gpu")
+        (False, True)
     """
-    return jax.default_backend() != "cpu"
+    return (backend or jax.default_backend()) != "cpu"
+
+
+def default_unroll(num_steps: int, backend: str | None = None) -> int:
+    """The scan unroll factor ``unroll(unroll=None)`` uses: the backend's measured factor, at most ``num_steps``.
+
+    Example:
+        >>> default_unroll(100, "cpu"), default_unroll(100, "gpu"), default_unroll(10, "gpu")
+        (1, 32, 10)
+    """
+    factor = UNROLL_FACTORS.get(backend or jax.default_backend(), UNROLL_FACTORS["gpu"])
+    return max(1, min(factor, num_steps))
 
 
 def _masked(valid: Array | None, new, old):
@@ -32,12 +60,24 @@ def _masked(valid: Array | None, new, old):
     return jax.tree_util.tree_map(lambda n, o: jnp.where(valid, n, o), new, old)
 
 
-def _scan(cell: Cell, params: Params, carry: Carry, xs: Array, valid: Array | None, reverse: bool, unroll: int):
+def _linear_step(params: Params, carry: Carry, coefficients: tuple[Array, Array]) -> tuple[Carry, Array]:
+    """``h = a * h + b``: a linear-recurrence cell's step once its coefficients are known."""
+    a, b = coefficients
+    h = a * carry.h + b
+    return type(carry)(h), h
+
+
+def _scan(
+    cell: Cell, params: Params, carry: Carry, xs: Array, valid: Array | None, reverse: bool, unroll: int, hoist: bool
+):
     """Scan ``cell`` over ``xs: [t, f]``; steps where ``valid`` is False keep the carry and emit zeros."""
-    if _hoist_projection():
-        inputs, body_fn = cell.project(params, xs), cell.recur
-    else:
+    if not hoist:
         inputs, body_fn = xs, cell.step
+    elif isinstance(cell, LinearRecurrenceCell):
+        # the gates see only the input: all of a_t, b_t at once, and the loop is one fused multiply-add
+        inputs, body_fn = cell.coefficients(params, cell.project(params, xs)), _linear_step
+    else:
+        inputs, body_fn = cell.project(params, xs), cell.recur
 
     def body(carry, inp):
         x, ok = inp
@@ -47,7 +87,7 @@ def _scan(cell: Cell, params: Params, carry: Carry, xs: Array, valid: Array | No
     return lax.scan(body, carry, (inputs, valid), reverse=reverse, unroll=unroll)
 
 
-def _remat_scan(cell, params, carry, xs, valid, reverse, unroll):
+def _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist):
     """Two-level scan, checkpointed per chunk of ``ceil(sqrt(t))`` steps.
 
     The backward pass keeps only the carries at chunk boundaries and recomputes one
@@ -65,7 +105,7 @@ def _remat_scan(cell, params, carry, xs, valid, reverse, unroll):
 
     @jax.checkpoint
     def run_chunk(carry, chunk_inputs):
-        return _scan(cell, params, carry, *chunk_inputs, reverse, unroll)
+        return _scan(cell, params, carry, *chunk_inputs, reverse, min(unroll, chunk), hoist)
 
     carry, ys = lax.scan(run_chunk, carry, (xs, valid), reverse=reverse)
     return carry, ys.reshape(num_chunks * chunk, *ys.shape[2:])[:num_steps]
@@ -111,7 +151,8 @@ def unroll(
     *,
     length: int | Array | None = None,
     reverse: bool = False,
-    unroll: int = 1,
+    unroll: int | None = None,
+    hoist: bool | None = None,
     remat: bool = False,
     parallel: bool = False,
 ) -> tuple[Carry, Array]:
@@ -127,7 +168,12 @@ def unroll(
         the carry unchanged and give zero outputs. None means ``t``.
       reverse: run from the last valid step back to the first. With ``length``, only
         the valid prefix ``xs[:n]`` is reversed. ``ys[i]`` always belongs to ``xs[i]``.
-      unroll: how many steps each scan iteration runs (``lax.scan``'s ``unroll``).
+      unroll: how many steps each scan iteration runs (``lax.scan``'s ``unroll``); None
+        takes the backend's measured factor (:func:`default_unroll`: 1 on CPU, 32 on GPU),
+        at most ``t``.
+      hoist: True projects the whole sequence with ``cell.project`` (one large matmul)
+        and scans ``cell.recur``; False scans ``cell.step``; None chooses per backend
+        (:func:`default_hoist`: hoisted on GPU/TPU, not on CPU). Same result either way.
       remat: checkpoint the time loop in chunks of ``ceil(sqrt(t))`` steps so that the
         memory of BPTT grows as ``sqrt(t)`` (one extra forward pass in the backward).
       parallel: run a linear-recurrence cell (``MinGRUCell``, ``MinLSTMCell``) as a
@@ -153,8 +199,14 @@ def unroll(
     xs = _checks.sequence(xs, cell.input_size(params), "xs")
     num_steps = xs.shape[0]
     length = _checks.length(length, num_steps)
+    if unroll is None:
+        unroll = default_unroll(num_steps)
     _checks.positive_int(unroll, "unroll")
-    if parallel and not hasattr(cell, "coefficients"):
+    if hoist is None:
+        hoist = default_hoist()
+    elif not isinstance(hoist, bool):
+        raise TypeError(f"hoist: expected True, False or None, got {hoist!r}")
+    if parallel and not isinstance(cell, LinearRecurrenceCell):
         raise ValueError(
             f"parallel: needs a linear-recurrence cell (MinGRUCell, MinLSTMCell), got {type(cell).__name__}"
         )
@@ -173,5 +225,5 @@ def unroll(
     if parallel:
         return _parallel_scan(cell, params, carry, xs, valid, reverse)
     if remat:
-        return _remat_scan(cell, params, carry, xs, valid, reverse, unroll)
-    return _scan(cell, params, carry, xs, valid, reverse, unroll)
+        return _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist)
+    return _scan(cell, params, carry, xs, valid, reverse, unroll, hoist)

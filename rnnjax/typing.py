@@ -19,7 +19,7 @@ in ``initial_carry``. Carry comes first after params, in :func:`jax.lax.scan`
 order, so ``functools.partial(cell.step, params)`` is a scan body.
 """
 
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import jax
 
@@ -30,6 +30,7 @@ Carry: TypeAlias = Any  # a NamedTuple of arrays: the recurrent state
 Shape: TypeAlias = tuple[int, ...]
 
 
+@runtime_checkable
 class Cell(Protocol):
     """What every recurrent cell provides (see ``DESIGN.md``)."""
 
@@ -47,3 +48,14 @@ class Cell(Protocol):
     def recur(self, params: Params, carry: Carry, u: Array) -> tuple[Carry, Array]: ...
 
     def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]: ...
+
+
+@runtime_checkable
+class LinearRecurrenceCell(Cell, Protocol):
+    """A cell whose step is ``h_t = a_t * h_{t-1} + b_t``, with ``(a_t, b_t)`` from the input only.
+
+    ``unroll`` can then run it as an associative scan (``parallel=True``), and its hoisted
+    path computes every ``(a_t, b_t)`` before the loop.
+    """
+
+    def coefficients(self, params: Params, us: Array) -> tuple[Array, Array]: ...

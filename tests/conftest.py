@@ -31,6 +31,12 @@ def cell(request):
     return CELLS[request.param]
 
 
+@pytest.fixture(params=[False, True], ids=["in-loop", "hoisted"])
+def hoist(request):
+    """Both of unroll's paths: projection inside the scan (the CPU default) and hoisted (the GPU/TPU default)."""
+    return request.param
+
+
 @pytest.fixture
 def x64():
     with jax.enable_x64(True):

@@ -16,8 +16,8 @@ def xs_(seed=0, num_steps=T):
     return jax.random.normal(jax.random.key(seed), (num_steps, INPUT_SIZE))
 
 
-def test_rnn_layer_is_unroll():
-    layer = rj.RNN(rj.GRUCell(5), reverse=True)
+def test_rnn_layer_is_unroll(hoist):
+    layer = rj.RNN(rj.GRUCell(5), reverse=True, hoist=hoist)
     params = random_params(layer.cell)
     carry, ys = layer.apply_with_carry(params, xs_(), length=6)
     want = loop_unroll(layer.cell, params, xs_(), layer.cell.initial_carry(params), 6, reverse=True)
@@ -28,8 +28,9 @@ def test_rnn_layer_is_unroll():
 
 
 @pytest.mark.parametrize("merge", ["concat", "sum", "mean", "mul"])
-def test_bidirectional_backward_starts_at_last_valid_step(merge):
-    layer = rj.Bidirectional(rj.LSTMCell(5), rj.RNN(rj.LSTMCell(5)), merge=merge)  # backward forced to reverse
+def test_bidirectional_backward_starts_at_last_valid_step(merge, hoist):
+    backward = rj.RNN(rj.LSTMCell(5), hoist=hoist)  # forced to run reversed
+    layer = rj.Bidirectional(rj.RNN(rj.LSTMCell(5), hoist=hoist), backward, merge=merge)
     params = layer.init(jax.random.key(0), INPUT_SIZE)
     xs, n = xs_(1), 5
     ys = jax.jit(layer.apply)(params, xs, length=n)
@@ -44,14 +45,14 @@ def test_bidirectional_backward_starts_at_last_valid_step(merge):
     np.testing.assert_allclose(ys_other_padding, ys, rtol=1e-6, atol=1e-6)
 
 
-def test_stack_equals_stacked_cell_and_step_by_step():
+def test_stack_equals_stacked_cell_and_step_by_step(hoist):
     cells = [rj.LSTMCell(6), rj.GRUCell(4), rj.ElmanCell(3)]
-    stack, stacked = rj.Stack(cells), rj.StackedCell(cells)
+    stack, stacked = rj.Stack([rj.RNN(c, hoist=hoist) for c in cells]), rj.StackedCell(cells)
     params = stack.init(jax.random.key(0), INPUT_SIZE)
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(stacked.init(jax.random.key(0), 3))
     xs = xs_(2)
     ys_layerwise = jax.jit(stack.apply)(params, xs, length=6)
-    carry, ys_stepwise = rj.unroll(stacked, params, xs, length=6)
+    carry, ys_stepwise = rj.unroll(stacked, params, xs, length=6, hoist=hoist)
     np.testing.assert_allclose(ys_layerwise, ys_stepwise, rtol=1e-5, atol=1e-6)
     want_carry, want_ys = loop_unroll(stacked, params, xs, stacked.initial_carry(params), 6)
     np.testing.assert_allclose(ys_stepwise, want_ys, rtol=1e-5, atol=1e-6)
@@ -78,8 +79,11 @@ def test_stack_dropout_only_with_a_key_and_only_between_layers():
     np.testing.assert_allclose(a, rj.unroll(rj.ElmanCell(64), params[1], h1)[1], rtol=1e-5, atol=1e-6)
 
 
-def test_deep_bidirectional_stack_vmapped():
-    stack = rj.Stack([rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4)), rj.Bidirectional(rj.GRUCell(3), rj.GRUCell(3))])
+def test_deep_bidirectional_stack_vmapped(hoist):
+    def bidirectional(size):
+        return rj.Bidirectional(rj.RNN(rj.GRUCell(size), hoist=hoist), rj.RNN(rj.GRUCell(size), hoist=hoist))
+
+    stack = rj.Stack([bidirectional(4), bidirectional(3)])
     params = stack.init(jax.random.key(0), INPUT_SIZE)
     xs = jax.random.normal(jax.random.key(4), (3, T, INPUT_SIZE))
     lengths = jnp.array([8, 2, 5])

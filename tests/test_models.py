@@ -196,8 +196,9 @@ def test_classifier_learns_whether_the_sum_is_positive():
 # ----------------------------------------------------------------------------- many-to-many
 
 
-def test_tagger_shapes_zeros_and_padding_invariance():
-    encoder = rj.Stack([rj.Bidirectional(rj.LSTMCell(4), rj.LSTMCell(4)), rj.GRUCell(5)])
+def test_tagger_shapes_zeros_and_padding_invariance(hoist):
+    bidirectional = rj.Bidirectional(rj.RNN(rj.LSTMCell(4), hoist=hoist), rj.RNN(rj.LSTMCell(4), hoist=hoist))
+    encoder = rj.Stack([bidirectional, rj.RNN(rj.GRUCell(5), hoist=hoist)])
     model = models.SequenceTagger(encoder, 7, 3, vocab_size=20)
     params = init(model)
     tokens = random_ids((3, 6), 20)
@@ -213,9 +214,12 @@ def test_tagger_shapes_zeros_and_padding_invariance():
     assert not np.allclose(changed[1, 0], logits[1, 0])
 
 
-def test_language_model_steps_equal_teacher_forcing():
+def test_language_model_steps_equal_teacher_forcing(hoist):
     cells = [rj.LSTMCell(6), rj.GRUCell(6)]
-    lms = {False: models.LanguageModel(11, 6, cells, dropout=0.5), True: models.LanguageModel(11, 6, cells[0], True)}
+    lms = {
+        False: models.LanguageModel(11, 6, cells, dropout=0.5, hoist=hoist),
+        True: models.LanguageModel(11, 6, cells[0], True, hoist=hoist),
+    }
     params = {tie: init(lm) for tie, lm in lms.items()}
     assert params[True].head is None and params[True].bias.shape == (11,)
     assert isinstance(lms[False].cell, rj.StackedCell)  # a list of cells: a deep RNN that can step
@@ -250,9 +254,10 @@ def test_language_model_steps_equal_teacher_forcing():
 # ----------------------------------------------------------------------------- one-to-many
 
 
-def test_conditioned_generator_steps_equal_teacher_forcing():
+def test_conditioned_generator_steps_equal_teacher_forcing(hoist):
     by_condition = {
-        c: models.ConditionedGenerator(5, 9, 4, rj.LSTMCell(6), condition=c) for c in ("init", "input", "both")
+        c: models.ConditionedGenerator(5, 9, 4, rj.LSTMCell(6), condition=c, hoist=hoist)
+        for c in ("init", "input", "both")
     }
     params = {c: init(g) for c, g in by_condition.items()}
     assert params["input"].bridge is None and params["init"].bridge.w.shape == (5, 12)  # to both h and c

@@ -38,19 +38,28 @@ def nonzero_carry(cell, params):
     return jax.tree_util.tree_map(lambda c: c + 0.25, cell.initial_carry(params))
 
 
-@functools.partial(jax.jit, static_argnames=("cell", "reverse", "remat", "parallel", "unroll"))
-def jit_unroll(cell, params, xs, carry, length=None, reverse=False, remat=False, parallel=False, unroll=1):
+@functools.partial(jax.jit, static_argnames=("cell", "reverse", "remat", "parallel", "unroll", "hoist"))
+def jit_unroll(cell, params, xs, carry, length=None, reverse=False, remat=False, parallel=False, unroll=1, hoist=False):
     return rj.unroll(
-        cell, params, xs, carry, length=length, reverse=reverse, remat=remat, parallel=parallel, unroll=unroll
+        cell,
+        params,
+        xs,
+        carry,
+        length=length,
+        reverse=reverse,
+        remat=remat,
+        parallel=parallel,
+        unroll=unroll,
+        hoist=hoist,
     )
 
 
 @pytest.mark.parametrize("length, reverse", [(None, False), (None, True), (5, False), (5, True), (0, True)])
-def test_unroll_equals_python_loop(cell, length, reverse):
+def test_unroll_equals_python_loop(cell, length, reverse, hoist):
     params, xs = random_params(cell), inputs()
     carry = nonzero_carry(cell, params)
     want = loop_unroll(cell, params, xs, carry, length, reverse)
-    got = jit_unroll(cell, params, xs, carry, length=length, reverse=reverse)
+    got = jit_unroll(cell, params, xs, carry, length=length, reverse=reverse, hoist=hoist)
     assert_trees_close(got, want, rtol=2e-5, atol=2e-6)
 
 
@@ -61,60 +70,74 @@ def test_reverse_is_flip_unroll_flip(cell):
     assert_trees_close((carry_r, ys_r), (carry_f, ys_f[::-1]), rtol=1e-6, atol=1e-6)
 
 
-def test_length_freezes_carry_and_zeroes_outputs(cell):
+def test_length_freezes_carry_and_zeroes_outputs(cell, hoist):
     params, xs = random_params(cell), inputs(2)
-    carry, ys = jit_unroll(cell, params, xs, None, length=4)
-    carry_prefix, ys_prefix = jit_unroll(cell, params, xs[:4], None)
+    carry, ys = jit_unroll(cell, params, xs, None, length=4, hoist=hoist)
+    carry_prefix, ys_prefix = jit_unroll(cell, params, xs[:4], None, hoist=hoist)
     assert_trees_close(carry, carry_prefix, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ys[:4], ys_prefix, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(ys[4:], 0.0)
     # reversed with a length: only the valid prefix is reversed
-    carry_rev, ys_rev = jit_unroll(cell, params, xs, None, length=4, reverse=True)
-    carry_rev_prefix, ys_rev_prefix = jit_unroll(cell, params, xs[:4], None, reverse=True)
+    carry_rev, ys_rev = jit_unroll(cell, params, xs, None, length=4, reverse=True, hoist=hoist)
+    carry_rev_prefix, ys_rev_prefix = jit_unroll(cell, params, xs[:4], None, reverse=True, hoist=hoist)
     assert_trees_close((carry_rev, ys_rev[:4]), (carry_rev_prefix, ys_rev_prefix), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(ys_rev[4:], 0.0)
 
 
-def test_vmap_equals_per_example_loop(cell):
+def test_vmap_equals_per_example_loop(cell, hoist):
     params = random_params(cell)
     xs = jax.random.normal(jax.random.key(3), (4, T, INPUT_SIZE))
     lengths = jnp.array([T, 3, 0, 7])
-    batched = jax.jit(jax.vmap(lambda x, n: rj.unroll(cell, params, x, length=n)))(xs, lengths)
+    batched = jax.jit(jax.vmap(lambda x, n: rj.unroll(cell, params, x, length=n, hoist=hoist)))(xs, lengths)
     for i in range(4):
-        single = jit_unroll(cell, params, xs[i], None, length=lengths[i])
+        single = jit_unroll(cell, params, xs[i], None, length=lengths[i], hoist=hoist)
         assert_trees_close(jax.tree_util.tree_map(lambda a, i=i: a[i], batched), single, rtol=1e-5, atol=1e-6)
 
 
-def test_unroll_factor_and_remat_give_the_same_result(cell):
+def test_unroll_factor_and_remat_give_the_same_result(cell, hoist):
     params, xs = random_params(cell), inputs(4, num_steps=11)  # 11 is not a square: remat pads
-    want = jit_unroll(cell, params, xs, None, length=8, reverse=True)
-    assert_trees_close(jit_unroll(cell, params, xs, None, length=8, reverse=True, unroll=3), want, rtol=1e-6, atol=1e-6)
-    assert_trees_close(
-        jit_unroll(cell, params, xs, None, length=8, reverse=True, remat=True), want, rtol=1e-6, atol=1e-6
-    )
+    want = jit_unroll(cell, params, xs, None, length=8, reverse=True, hoist=False)
+    for options in ({"unroll": 3}, {"remat": True}, {"remat": True, "unroll": 8}):
+        got = jit_unroll(cell, params, xs, None, length=8, reverse=True, hoist=hoist, **options)
+        assert_trees_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_backend_defaults_choose_a_path_and_a_factor():
+    """hoist=None and unroll=None take the backend's measured choice (here the CPU's) and give the same result."""
+    assert rj.recurrence.default_hoist() == (jax.default_backend() != "cpu")
+    assert rj.recurrence.default_hoist("gpu") and rj.recurrence.default_hoist("tpu")
+    assert rj.recurrence.default_unroll(1000, "cpu") == 1
+    assert rj.recurrence.default_unroll(1000, "gpu") == rj.recurrence.UNROLL_FACTORS["gpu"] > 1
+    assert rj.recurrence.default_unroll(5, "gpu") == 5  # capped at t
+    cell = CELLS["lstm"]
+    params, xs = random_params(cell), inputs(9)
+    want = jit_unroll(cell, params, xs, None, length=6)
+    assert_trees_close(rj.unroll(cell, params, xs, length=6), want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match="hoist"):
+        rj.unroll(cell, params, xs, hoist="yes")
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "elman"])
-def test_remat_gradients_equal_plain_bptt(name):
+def test_remat_gradients_equal_plain_bptt(name, hoist):
     cell = CELLS[name]
     params, xs = random_params(cell), inputs(5, num_steps=20)
 
     def loss(p, remat):
-        return jnp.sum(jnp.sin(rj.unroll(cell, p, xs, length=17, remat=remat)[1]))
+        return jnp.sum(jnp.sin(rj.unroll(cell, p, xs, length=17, remat=remat, hoist=hoist)[1]))
 
     grads = jax.jit(jax.grad(loss), static_argnums=1)
     assert_trees_close(grads(params, True), grads(params, False), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["elman", "lstm", "gru_cho", "stacked"])
-def test_unroll_gradients_float64(name, x64):
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru_cho", "stacked", "mingru"])
+def test_unroll_gradients_float64(name, hoist, x64):
     cell = CELLS[name]
     params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), random_params(cell))
     xs = inputs(6, num_steps=6).astype(jnp.float64)
 
     @jax.jit
     def f(p, xs):
-        return rj.unroll(cell, p, xs, length=5, reverse=True)[1]
+        return rj.unroll(cell, p, xs, length=5, reverse=True, hoist=hoist)[1]
 
     test_util.check_grads(f, (params, xs), order=1, modes=("rev",))
 
