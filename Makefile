@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench experiments docs lint format clean
+.PHONY: demo test test-slow bench bench-gpu experiments docs lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/parallel_scan.py
 	$(PY) benchmarks/parallel_scaling.py
 	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/report.py
+
+# On a machine with a GPU, with jax and torch built for CUDA in .venv (see README): the test suite on the GPU,
+# then about 6 minutes of benchmarks (benchmarks/results/gpu.json), then docs/performance.md again.
+bench-gpu: $(VENV)/.installed-bench
+	$(PY) benchmarks/gpu.py --tests
 	$(PY) benchmarks/report.py
 
 # Each writes experiments/results/<name>.json and PNGs (copied into docs/figures/); minutes each on 2 cores.

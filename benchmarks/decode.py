@@ -55,6 +55,55 @@ def timed(fn, *args, repeats: int):
     return out, statistics.median(times), compile_s, compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 
+def setup(vocab: int, embed: int, hidden: int, batch: int):
+    """The model, and a batch of initial carries and first tokens: ``(params, step_fn, carries, bos)``."""
+    cell, params, step_fn = make_model(vocab, embed, hidden)
+    carries = cell.initial_carry(params["cell"], (batch,))
+    bos = jax.random.randint(jax.random.key(1), (batch,), 0, vocab)
+    return params, step_fn, carries, bos
+
+
+def measure(beam: int | None, model, *, max_len: int, alpha: float = 0.0, repeats: int = 5) -> dict:
+    """One row: greedy decoding (``beam=None``) or beam search of width ``beam``, vmapped over the batch."""
+    params, step_fn, carries, bos = model
+    generated = bos.shape[0] * max_len
+    if beam is None:
+
+        def greedy(params, carries, bos):
+            return jax.vmap(lambda c, b: rj.decode.greedy(step_fn, params, c, b, max_len=max_len))(carries, bos)
+
+        (tokens, _), seconds, compile_s, memory = timed(greedy, params, carries, bos, repeats=repeats)
+
+        # score the greedy sequences with the model for a like-for-like log-likelihood
+        def loglik(params, carry, first, tokens):
+            def body(state, token):
+                carry, prev = state
+                carry, logits = step_fn(params, carry, prev)
+                return (carry, token), jax.nn.log_softmax(logits)[token]
+
+            return jnp.sum(jax.lax.scan(body, (carry, first), tokens)[1])
+
+        best = jnp.mean(jax.vmap(loglik, (None, 0, 0, 0))(params, carries, bos, tokens))
+    else:
+
+        def search(params, carries, bos):
+            return jax.vmap(
+                lambda c, b: rj.decode.beam_search(step_fn, params, c, b, beam_size=beam, max_len=max_len, alpha=alpha)
+            )(carries, bos)
+
+        out, seconds, compile_s, memory = timed(search, params, carries, bos, repeats=repeats)
+        best = jnp.mean(out.scores[:, 0])
+    return {
+        "decoder": "greedy" if beam is None else f"beam {beam}",
+        "beam": beam or 1,
+        "tokens_per_s": generated / seconds,
+        "mean_best_loglik": float(best),
+        "seconds": seconds,
+        "compile_s": compile_s,
+        "temp_mib": memory,
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocab", type=int, default=96)
@@ -68,65 +117,16 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decode.json")
     args = parser.parse_args(argv)
 
-    cell, params, step_fn = make_model(args.vocab, args.embed, args.hidden)
-    carries = cell.initial_carry(params["cell"], (args.batch,))
-    bos = jax.random.randint(jax.random.key(1), (args.batch,), 0, args.vocab)
-    generated = args.batch * args.max_len
-
-    def greedy(params, carries, bos):
-        return jax.vmap(lambda c, b: rj.decode.greedy(step_fn, params, c, b, max_len=args.max_len))(carries, bos)
-
-    rows = []
+    model = setup(args.vocab, args.embed, args.hidden, args.batch)
     print(
         f"LSTM LM vocab {args.vocab}, hidden {args.hidden}, batch {args.batch}, max_len {args.max_len}, "
         f"backend {jax.default_backend()}"
     )
     print(f"{'decoder':>10} {'tokens/s':>10} {'best loglik':>12} {'ms':>9} {'compile s':>10} {'temp MiB':>9}")
-
-    (tokens, _), seconds, compile_s, memory = timed(greedy, params, carries, bos, repeats=args.repeats)
-
-    # score the greedy sequences with the model for a like-for-like log-likelihood
-    def loglik(params, carry, first, tokens):
-        def body(state, token):
-            carry, prev = state
-            carry, logits = step_fn(params, carry, prev)
-            return (carry, token), jax.nn.log_softmax(logits)[token]
-
-        return jnp.sum(jax.lax.scan(body, (carry, first), tokens)[1])
-
-    greedy_ll = float(jnp.mean(jax.vmap(loglik, (None, 0, 0, 0))(params, carries, bos, tokens)))
-    rows.append(
-        {
-            "decoder": "greedy",
-            "beam": 1,
-            "tokens_per_s": generated / seconds,
-            "mean_best_loglik": greedy_ll,
-            "seconds": seconds,
-            "compile_s": compile_s,
-            "temp_mib": memory,
-        }
-    )
-    for beam in args.beams:
-
-        def search(params, carries, bos, beam=beam):
-            return jax.vmap(
-                lambda c, b: rj.decode.beam_search(
-                    step_fn, params, c, b, beam_size=beam, max_len=args.max_len, alpha=args.alpha
-                )
-            )(carries, bos)
-
-        out, seconds, compile_s, memory = timed(search, params, carries, bos, repeats=args.repeats)
-        rows.append(
-            {
-                "decoder": f"beam {beam}",
-                "beam": beam,
-                "tokens_per_s": generated / seconds,
-                "mean_best_loglik": float(jnp.mean(out.scores[:, 0])),
-                "seconds": seconds,
-                "compile_s": compile_s,
-                "temp_mib": memory,
-            }
-        )
+    rows = [
+        measure(beam, model, max_len=args.max_len, alpha=args.alpha, repeats=args.repeats)
+        for beam in [None, *args.beams]
+    ]
     for r in rows:
         print(
             f"{r['decoder']:>10} {r['tokens_per_s']:>10.0f} {r['mean_best_loglik']:>12.2f} "

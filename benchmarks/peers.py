@@ -14,7 +14,8 @@ on the mean squared error against a fixed target. Peers:
     torch          nn.LSTM / nn.GRU (CPU, oneDNN where torch has it), torch.optim.Adam
 
 Configurations (issue 6): S = batch 32, T 100, input 64, hidden 128; M = batch 64, T 200,
-input 256, hidden 512; L = batch 16, T 2,000, input 128, hidden 256.
+input 256, hidden 512; L = batch 16, T 2,000, input 128, hidden 256; and, for accelerators
+(``benchmarks/gpu.py``), G = batch 256, T 256, input 512, hidden 1024.
 
 Each (peer, cell, config) runs in a fresh process (torch's OpenMP threads and XLA's thread pool
 slow each other down in one process), with the same thread count for all (all cores). Times
@@ -50,6 +51,7 @@ CONFIGS = {
     "S": {"batch": 32, "steps": 100, "input": 64, "hidden": 128},
     "M": {"batch": 64, "steps": 200, "input": 256, "hidden": 512},
     "L": {"batch": 16, "steps": 2000, "input": 128, "hidden": 256},
+    "G": {"batch": 256, "steps": 256, "input": 512, "hidden": 1024},
 }
 PEERS = ["rnnjax", "flax", "flax_opt", "haiku", "equinox", "keras", "torch"]
 GATES = {"lstm": 4, "gru": 3}
@@ -77,16 +79,21 @@ def peak_rss_mib() -> float:
 # --- JAX peers: each returns (forward(params, xs), loss(params, xs, target), params) --------------
 
 
-def jax_rnnjax(cell, config, key):
+def jax_rnnjax(cell, config, key, unroll=None, dtype=None, param_dtype=None):
+    """rnnjax with its defaults, or with ``unroll=k`` and the cell's ``dtype`` / ``param_dtype`` (names)."""
     import jax
 
     import rnnjax as rj
 
-    rj_cell = {"lstm": rj.LSTMCell, "gru": rj.GRUCell}[cell](config["hidden"])
+    dtypes = {"dtype": dtype, "param_dtype": param_dtype}
+    rj_cell = {"lstm": rj.LSTMCell, "gru": rj.GRUCell}[cell](
+        config["hidden"], **{name: jax.numpy.dtype(value) for name, value in dtypes.items() if value}
+    )
     params = rj_cell.init(key, config["input"])
+    options = {} if unroll is None else {"unroll": unroll}
 
     def forward(params, xs):
-        return jax.vmap(lambda x: rj.unroll(rj_cell, params, x)[1])(xs)
+        return jax.vmap(lambda x: rj.unroll(rj_cell, params, x, **options)[1])(xs)
 
     return forward, params
 
@@ -150,6 +157,28 @@ def jax_equinox(cell, config, key):
     return forward, eqx_cell
 
 
+def jax_cudnn_rnn(cell, config, key):
+    """``jax.experimental.rnn.lstm``: cuDNN's LSTM (double bias), GPU only."""
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental import rnn
+
+    if cell != "lstm":
+        raise Missing("jax.experimental.rnn has an LSTM only")
+    if jax.default_backend() != "gpu":
+        raise Missing(f"jax.experimental.rnn runs on cuDNN (GPU) only, not {jax.default_backend()}")
+    f, h = config["input"], config["hidden"]
+    weights = rnn.init_lstm_weight(key, f, h, 1, False)
+
+    def forward(weights, xs):
+        zeros = jnp.zeros((1, xs.shape[0], h), xs.dtype)
+        lengths = jnp.full((xs.shape[0],), xs.shape[1], jnp.int32)
+        options = {"input_size": f, "hidden_size": h, "num_layers": 1, "dropout": 0.0, "bidirectional": False}
+        return rnn.lstm(xs, zeros, zeros, weights, lengths, **options)[0]
+
+    return forward, weights
+
+
 def jax_keras(cell, config, key):
     os.environ.setdefault("KERAS_BACKEND", "jax")
     try:
@@ -184,6 +213,7 @@ JAX_PEERS = {
     "haiku": jax_haiku,
     "equinox": jax_equinox,
     "keras": jax_keras,
+    "jax_rnn": jax_cudnn_rnn,  # GPU only: benchmarks/gpu.py
 }
 
 
@@ -202,13 +232,14 @@ def time_calls(fn, args, repeats: int, sync) -> dict:
     return {"ms": 1e3 * median, "min_ms": 1e3 * min(times), "compile_s": max(first - median, 0.0)}
 
 
-def run_jax(peer: str, cell: str, config: dict, repeats: int) -> dict:
+def run_jax(peer: str, cell: str, config: dict, repeats: int, **options) -> dict:
+    """Times the forward pass and the training step of a JAX peer; ``options`` go to its builder."""
     import jax
     import jax.numpy as jnp
     import optax
 
     keys = jax.random.split(jax.random.key(0), 3)
-    forward, params = JAX_PEERS[peer](cell, config, keys[0])
+    forward, params = JAX_PEERS[peer](cell, config, keys[0], **options)
     xs = jax.random.normal(keys[1], (config["batch"], config["steps"], config["input"]))
     target = jax.random.normal(keys[2], (config["batch"], config["steps"], config["hidden"]))
     optimizer = optax.adam(1e-3)
@@ -252,16 +283,33 @@ def run_jax(peer: str, cell: str, config: dict, repeats: int) -> dict:
     return row
 
 
-def run_torch(cell: str, config: dict, repeats: int) -> dict:
+def run_torch(cell: str, config: dict, repeats: int, device: str = "cpu", dtype: str = "float32") -> dict:
+    """torch's nn.LSTM / nn.GRU: on the CPU with all cores, or on CUDA (cuDNN) with TF32 allowed."""
     try:
         import torch
     except ImportError as error:
         raise Missing("torch is not installed") from error
-    torch.set_num_threads(os.cpu_count())
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise Missing(f"torch {torch.__version__} has no CUDA device (a CPU build?): install a CUDA build")
+        torch.backends.cuda.matmul.allow_tf32 = True  # like-for-like with JAX's default float32 matmul on GPU
+        torch.backends.cudnn.allow_tf32 = True
+
+        def sync(out):
+            torch.cuda.synchronize()
+
+    else:
+        torch.set_num_threads(os.cpu_count())
+
+        def sync(out):  # torch on CPU is synchronous
+            return out
+
     torch.manual_seed(0)
-    layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](config["input"], config["hidden"], batch_first=True)
-    xs = torch.randn(config["batch"], config["steps"], config["input"])
-    target = torch.randn(config["batch"], config["steps"], config["hidden"])
+    kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    tensor = {"device": device, "dtype": getattr(torch, dtype)}
+    layer = kind(config["input"], config["hidden"], batch_first=True, **tensor)
+    xs = torch.randn(config["batch"], config["steps"], config["input"], **tensor)
+    target = torch.randn(config["batch"], config["steps"], config["hidden"], **tensor)
     optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
 
     def forward(xs):
@@ -277,11 +325,13 @@ def run_torch(cell: str, config: dict, repeats: int) -> dict:
 
     rss_before = rss_mib()
     row = {
-        "fwd": time_calls(forward, (xs,), repeats, lambda out: out),  # torch on CPU is synchronous
-        "train": time_calls(train_step, (xs, target), repeats, lambda out: out),
+        "fwd": time_calls(forward, (xs,), repeats, sync),
+        "train": time_calls(train_step, (xs, target), repeats, sync),
         "threads": torch.get_num_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
     }
+    if device == "cuda":
+        row.update(tf32=True, cudnn=torch.backends.cudnn.version(), device_name=torch.cuda.get_device_name())
     row["peak_rss_growth_mib"] = peak_rss_mib() - rss_before
     return row
 
@@ -315,9 +365,14 @@ def run_in_subprocess(peer: str, cell: str, config_name: str, repeats: int, time
         return {"status": "timeout", "error": f"no result in {timeout:.0f} s"}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        errors = [line for line in done.stderr.splitlines() if "Error" in line or "error" in line]
-        return {"status": "failed", "error": (errors or done.stderr.strip().splitlines() or ["(no output)"])[-1]}
+        return {"status": "failed", "error": last_error(done.stderr)}
     return json.loads(lines[-1])
+
+
+def last_error(stderr: str) -> str:
+    """The line of a dead process's stderr that says why: its last line naming an error, else its last line."""
+    errors = [line for line in stderr.splitlines() if "Error" in line or "error" in line]
+    return (errors or stderr.strip().splitlines() or ["(no output)"])[-1]
 
 
 def summarise(row: dict, config: dict, cell: str, gemm_gflops: float | None) -> dict:

@@ -15,10 +15,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import gpu  # noqa: E402  (the GPU tables; imports neither jax nor torch)
 import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).parent
 JAX_PEERS = ("flax", "flax_opt", "haiku", "equinox", "keras")
+# measured by hand before gpu.py existed; a results/gpu.json written by gpu.py replaces it
+GPU_HAND_MEASURED = "gpu_2026-11-29_h200"
 
 
 def load(results: Path, name: str) -> dict | None:
@@ -221,6 +224,74 @@ def scaling_section(report: dict) -> list[str]:
     return lines + [""]
 
 
+def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in body)]
+
+
+def gpu_section(report: dict) -> list[str]:
+    machine, commit = report["machine"], report["git"]["commit"]
+    source = report["source"]
+    software = [f"jax {machine['jax']}" + (f" (jaxlib {machine['jaxlib']})" if "jaxlib" in machine else "")]
+    software += [f"CUDA {machine['cuda']}"] if "cuda" in machine else []
+    software += [f"flax {machine['flax']}"] if "flax" in machine else []
+    if machine.get("torch"):
+        cuda = f" (CUDA {machine['torch_cuda']})" if machine.get("torch_cuda") else ""
+        cudnn = f" with cuDNN {machine['cudnn']}" if machine.get("cudnn") else ""
+        software.append(f"torch {machine['torch']}{cuda}{cudnn}")
+    count = machine.get("device_count", 1)
+    device = ("one" if count == 1 else f"{count} ×") + f" {machine['device_kind']}"
+    device += f" ({machine['memory']})" if "memory" in machine else ""
+    configs = "; ".join(
+        f"{name} = batch {c['batch']}, T {c['steps']:,}, input {c['input']}, hidden {c['hidden']}"
+        for name, c in report["configs"].items()
+    )
+    dirty = " (with uncommitted changes)" if report["git"].get("dirty") else ""
+    lines = [
+        f"**Run:** {report['date']}, commit `{commit}`{dirty}, {device}; {', '.join(software)}.",
+        "",
+        "**Source:** " + (f"`{source}`." if source.startswith("python ") else source),
+        "",
+        "ms per call, median after warm-up (`block_until_ready`, `torch.cuda.synchronize`); *fwd* is the jitted "
+        "forward pass over the batch returning every output, *train* one training step (forward, BPTT, Adam) on a "
+        f"mean squared error. {configs}. JAX's default float32 matmul on the H200 is TF32 (a plain float32 GEMM ran "
+        "at four times the GPU's FP32 rate), as on any NVIDIA GPU with TF32 (Ampere and newer), so torch with TF32 "
+        "allowed (`torch.backends.cuda.matmul.allow_tf32`, `torch.backends.cudnn.allow_tf32`) is the like-for-like "
+        "row. Between two runs of the same row the times differed by about 5% (H200, 2026-11-29): read smaller "
+        "gaps as ties.",
+        "",
+        "Columns: *torch* is nn.LSTM / nn.GRU on CUDA (cuDNN); *rnnjax* is "
+        "`jax.vmap(lambda x: rj.unroll(cell, params, x)[1])` with the library's defaults; *flax* is linen's "
+        "`nn.RNN` over its LSTM / GRU cell; *equinox* runs its cells under `lax.scan`, vmapped; "
+        "*jax.experimental.rnn* is cuDNN's LSTM called from JAX. `python benchmarks/gpu.py` (`make bench-gpu`) "
+        "measures all of this on one GPU in about 6 minutes and writes `benchmarks/results/gpu.json`, which this "
+        "section then shows.",
+        "",
+    ]
+    notes = report.get("notes", {})
+    for section, (title, table) in gpu.TABLES.items():
+        lines += [f"### {title}", "", *markdown_table(*table(report["rows"])), ""]
+        lines += [notes[section], ""] if section in notes else []
+        if section == "peers":
+            lines += ["Ratios (> 1: rnnjax faster):", "", *markdown_table(*gpu.ratio_table(report["rows"])), ""]
+    problems = gpu.not_measured(report["rows"])
+    if problems:
+        lines += ["Not measured:", "", *(f"- {line}" for line in problems), ""]
+    lines += ["### The test suite on the GPU", ""]
+    tests = report.get("tests")
+    if tests is None:
+        lines += ["Not run with these results (`python benchmarks/gpu.py --tests`).", ""]
+        return lines
+    lines += [gpu.tests_line(tests) + "." + (f" {tests['note']}" if "note" in tests else ""), ""]
+    if tests.get("failed_ids"):
+        shown = tests["failed_ids"][:60]
+        lines += ["Failing:", "", *(f"- `{test}`" for test in shown)]
+        lines += [f"- and {len(tests['failed_ids']) - len(shown)} more"] if len(tests["failed_ids"]) > 60 else []
+        lines.append("")
+    if "failed_summary" in tests:
+        lines += [f"Failing: {tests['failed_summary']}", ""]
+    return lines + ([tests["explained"], ""] if "explained" in tests else [])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=HERE / "results")
@@ -253,6 +324,12 @@ def main(argv=None):
             lines += [f"No results yet: `benchmarks/results/{name}.json` is missing (run `make bench`).", ""]
         else:
             lines += render(report)
+    lines += ["## On one GPU", ""]
+    report = load(args.results, "gpu") or load(args.results, GPU_HAND_MEASURED)
+    if report is None:
+        lines += ["No GPU results yet: run `python benchmarks/gpu.py --tests` on a GPU (`make bench-gpu`).", ""]
+    else:
+        lines += gpu_section(report)
     lines += [
         "## Decoding",
         "",

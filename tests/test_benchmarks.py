@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
         ),
         ("parallel_scan.py", ["--steps", "8", "16", "--batch", "2", "--input-size", "3", "--hidden-size", "4"]),
         ("peers.py", ["--configs", "tiny", "--cells", "gru", "--peers", "rnnjax", "flax", "torch"]),
+        ("gpu.py", ["--tiny", "--device", "cpu"]),  # every section; torch on the CPU, no jax.experimental.rnn
     ],
 )
 def test_benchmark_runs_on_a_tiny_config(script, args, tmp_path):
@@ -77,3 +78,34 @@ def test_report_writes_the_performance_page_from_results(tmp_path):
     assert "| 50 | 40 | 1.00 | 1.00 |" in page  # rnnjax: 50 and 40 GFLOP/s of a 100 GFLOP/s GEMM
     assert "remat_memory.json` is missing" in page
     assert (docs / "figures" / "perf_peers.png").stat().st_size > 0
+
+
+def test_report_shows_the_gpu_run_by_hand_until_gpu_py_writes_one(tmp_path):
+    """The GPU section renders the hand-measured H200 figures; a results/gpu.json from gpu.py replaces them."""
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    results.mkdir()
+    by_hand = json.loads((BENCHMARKS / "results" / "gpu_2026-11-29_h200.json").read_text())
+    (results / "gpu_2026-11-29_h200.json").write_text(json.dumps(by_hand))
+
+    def page():
+        command = [sys.executable, str(BENCHMARKS / "report.py"), "--results", str(results), "--docs", str(docs)]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return (docs / "performance.md").read_text().split("## On one GPU", 1)[1]
+
+    gpu = page()
+    assert "**Run:** 2026-11-29, commit `34fa6cc`, one NVIDIA H200" in gpu and "cuDNN 9.19" in gpu
+    assert "| S | LSTM | 0.354 / 1.850 | 0.982 / 3.343 (unroll 1) | 1.234 / 4.712 | 1.791 / 3.790 |" in gpu
+    assert "| M | LSTM | train | 8.647 | 8.764 | 1.01 | 13.084 | 1.51 | 4.452 | 11.041 | 2.48 |" in gpu  # ratios
+    assert "| 4,096 | 83.66 / 95.89 | 0.41 / 0.82 |" in gpu and "| beam 1 | 656,713 | 2.3 |" in gpu
+    assert "470 passed, 36 failed, 51 skipped" in gpu and "TF32" in gpu and "about 5%" in gpu
+
+    newer = {**by_hand, "date": "2027-01-02 03:04 UTC", "source": "python benchmarks/gpu.py --tests"}
+    newer["rows"] = [
+        {**r, "status": "missing", "error": "not installed"} if r.get("name") == "flax" else r for r in newer["rows"]
+    ]
+    (results / "gpu.json").write_text(json.dumps(newer))
+    gpu = page()
+    assert "**Run:** 2027-01-02 03:04 UTC" in gpu and "`python benchmarks/gpu.py --tests`" in gpu
+    assert "| S | LSTM | 0.354 / 1.850 | 0.982 / 3.343 (unroll 1) | – |" in gpu
+    assert "- peers flax (S lstm, S gru, M lstm, M gru, L lstm, L gru, G lstm, G gru): missing: not installed" in gpu
