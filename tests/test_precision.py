@@ -1,0 +1,138 @@
+"""The precision policy: matmul precision reaches every matmul, 16-bit dtypes work, and the accuracy at
+each backend's default precision is within the bounds measured for it.
+
+The rest of the suite runs at full float32 ("highest", set in the root conftest.py), so that two ways
+of computing the same thing agree on every backend. Here cells that ask for ``precision="default"``
+get the backend's own default: full float32 on CPU, TF32 on recent NVIDIA GPUs, one bfloat16 pass on
+TPU. The bounds below are the errors measured with ``benchmarks/precision.py`` at this test's sizes
+(CPU, three seeds; TF32 and the bfloat16 pass emulated by rounding the matmul operands), with a
+margin of about 2x over the largest measurement.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import rnnjax as rj
+from conftest import CELLS, INPUT_SIZE, random_params
+
+# mean |error| (max |error|) of every output of an LSTM(32) on N(0, 1) inputs of size 16, batch 4,
+# against float64, at T = 100 and 2,000; measured: full 1.6e-8 (1.6e-7), TF32 3.6e-5 (4.5e-4),
+# one bfloat16 pass 3.3e-4 (3.1e-3), dtype=bfloat16 3.8e-4 (3.4e-3).
+FULL_FLOAT32 = (5e-8, 1e-6)
+DEFAULT_PRECISION = {"cpu": FULL_FLOAT32, "gpu": (1e-4, 1.5e-3), "tpu": (1e-3, 1e-2)}
+BFLOAT16_COMPUTE = (1e-3, 1e-2)
+
+SIXTEEN_BIT = [jnp.bfloat16, jnp.float16]
+PLAIN_CELLS = sorted(name for name, cell in CELLS.items() if dataclasses.is_dataclass(cell) and hasattr(cell, "dtype"))
+
+
+def dot_precisions(jaxpr) -> list:
+    """The ``precision`` of every dot_general in ``jaxpr``, inside scans, jits and checkpoints too."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(eqn.params["precision"])
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found += dot_precisions(inner)
+    return found
+
+
+@pytest.mark.parametrize("name", PLAIN_CELLS)
+def test_precision_reaches_every_matmul(name, hoist):
+    cell = dataclasses.replace(CELLS[name], precision="high")
+    params, xs = random_params(CELLS[name]), jnp.ones((4, INPUT_SIZE))
+    jaxpr = jax.make_jaxpr(lambda p, x: rj.unroll(cell, p, x, hoist=hoist))(params, xs).jaxpr
+    precisions = dot_precisions(jaxpr)
+    assert precisions and all(p == (lax.Precision.HIGH, lax.Precision.HIGH) for p in precisions), precisions
+    # without one, the matmuls take jax_default_matmul_precision (this suite's: "highest", root conftest.py)
+    jaxpr = jax.make_jaxpr(lambda p, x: rj.unroll(CELLS[name], p, x, hoist=hoist))(params, xs).jaxpr
+    assert all(p == (lax.Precision.HIGHEST, lax.Precision.HIGHEST) for p in dot_precisions(jaxpr))
+
+
+def test_precision_is_canonical_hashable_and_checked():
+    assert rj.LSTMCell(4, precision="highest") == rj.LSTMCell(4, precision=lax.Precision.HIGHEST)
+    assert hash(rj.GRUCell(4, precision="float32")) == hash(rj.GRUCell(4, precision=lax.Precision.HIGHEST))
+    assert rj.LSTMCell(4, precision=lax.DotAlgorithmPreset.F32_F32_F32).precision == lax.DotAlgorithmPreset.F32_F32_F32
+    with pytest.raises(ValueError, match="precision: expected None, a jax.lax.Precision"):
+        rj.LSTMCell(4, precision="fast")
+    with pytest.raises(TypeError, match="dtype: expected a float dtype"):
+        rj.LSTMCell(4, dtype=jnp.int32)
+
+    traces = []
+
+    @jax.jit
+    def run(params, xs):
+        traces.append(1)
+        return rj.unroll(rj.LSTMCell(4, precision="highest"), params, xs)[1]
+
+    params = random_params(rj.LSTMCell(4))
+    run(params, jnp.ones((3, INPUT_SIZE)))
+    run(params, jnp.zeros((3, INPUT_SIZE)))
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=["bfloat16", "float16"])
+@pytest.mark.parametrize("name", PLAIN_CELLS)
+def test_16_bit_params_initialise_and_run(name, dtype):
+    cell32 = CELLS[name]
+    cell = dataclasses.replace(cell32, param_dtype=dtype)
+    params = cell.init(jax.random.key(0), INPUT_SIZE)
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(params)} == {jnp.dtype(dtype)}
+    params32 = cell32.init(jax.random.key(0), INPUT_SIZE)  # initialised in float32, then cast
+    for low, full in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(params32), strict=True):
+        np.testing.assert_array_equal(low, full.astype(dtype))
+    xs = jax.random.normal(jax.random.key(1), (6, INPUT_SIZE)).astype(dtype)
+    carry, ys = rj.unroll(cell, params, xs, cell.initial_carry(params))
+    assert ys.dtype == dtype and bool(jnp.all(jnp.isfinite(ys.astype(jnp.float32))))
+    want = rj.unroll(cell32, params32, xs.astype(jnp.float32))[1]
+    np.testing.assert_allclose(ys.astype(jnp.float32), want, atol=0.05)
+
+
+def test_16_bit_lstm_keeps_its_cell_state_in_float32(hoist):
+    cell = rj.LSTMCell(8, dtype=jnp.bfloat16)
+    params = cell.init(jax.random.key(0), INPUT_SIZE)  # float32 params, bfloat16 computation
+    carry = cell.initial_carry(params)
+    assert (carry.h.dtype, carry.c.dtype) == (jnp.bfloat16, jnp.float32)
+    # the carry keeps its dtypes through a scan of `step` (no lax.scan carry mismatch)
+    carry, ys = jax.lax.scan(lambda c, x: cell.step(params, c, x), carry, jnp.ones((5, INPUT_SIZE)))
+    assert (carry.h.dtype, carry.c.dtype, ys.dtype) == (jnp.bfloat16, jnp.float32, jnp.bfloat16)
+    carry, ys = rj.unroll(cell, params, jnp.ones((5, INPUT_SIZE)), hoist=hoist)
+    assert (carry.h.dtype, carry.c.dtype, ys.dtype) == (jnp.bfloat16, jnp.float32, jnp.bfloat16)
+
+
+def _lstm_errors(cell, num_steps):
+    """Mean and max |outputs - float64 outputs| of an LSTM(32) over N(0, 1) inputs ``[4, num_steps, 16]``."""
+    reference = rj.LSTMCell(32)
+    params = reference.init(jax.random.key(0), 16)
+    xs = jax.random.normal(jax.random.key(1), (4, num_steps, 16))
+    got = jax.jit(jax.vmap(lambda x: rj.unroll(cell, params, x)[1]))(xs).astype(jnp.float32)
+    with jax.enable_x64(True):
+        params64 = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
+        want = jax.jit(jax.vmap(lambda x: rj.unroll(reference, params64, x.astype(jnp.float64))[1]))(xs)
+        err = np.abs(np.asarray(got, np.float64) - np.asarray(want))
+    return err.mean(), err.max()
+
+
+@pytest.mark.parametrize("num_steps", [100, 2000])
+@pytest.mark.parametrize(
+    "precision, dtype, bounds",
+    [
+        ("highest", None, FULL_FLOAT32),
+        ("default", None, DEFAULT_PRECISION.get(jax.default_backend(), DEFAULT_PRECISION["tpu"])),
+        (None, jnp.bfloat16, BFLOAT16_COMPUTE),
+    ],
+    ids=["highest", "backend-default", "bfloat16"],
+)
+def test_lstm_accuracy_against_float64(precision, dtype, bounds, num_steps):
+    mean_err, max_err = _lstm_errors(rj.LSTMCell(32, precision=precision, dtype=dtype), num_steps)
+    assert mean_err < bounds[0] and max_err < bounds[1], (
+        f"{jax.default_backend()}: mean |err| {mean_err:.2e}, max {max_err:.2e} at T={num_steps}"
+    )
