@@ -8,7 +8,9 @@ gradient of that same quantity, which the tests check against each other.
 
 import json
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -428,6 +430,47 @@ def jacobian_spectral_radius(cell: Cell, params: Params, xs: Array, *, carry: Ca
 # --- the fit loop ------------------------------------------------------------------------------
 
 
+# XLA's switch for run-to-run reproducible GPU kernels (no atomics in reductions, deterministic
+# cuDNN/cuBLAS algorithms); XLA:CPU and TPU give identical results run to run without it.
+DETERMINISTIC_XLA_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def deterministic_xla_flags(flags: str | None = None) -> str:
+    """``flags`` (an ``XLA_FLAGS`` value) with XLA's GPU determinism switch on.
+
+    Set the result as ``XLA_FLAGS`` before JAX starts its backend (before the first array is
+    made): in the environment of the training process, or at the top of the script::
+
+        os.environ["XLA_FLAGS"] = rj.train.deterministic_xla_flags(os.environ.get("XLA_FLAGS"))
+
+    With it a run killed and resumed from a checkpoint on a GPU ends with bit-identical params
+    to an uninterrupted one (as on CPU and TPU without it); some GPU kernels get slower.
+
+    Example:
+        >>> deterministic_xla_flags("--xla_gpu_autotune_level=0")
+        '--xla_gpu_autotune_level=0 --xla_gpu_deterministic_ops=true'
+        >>> deterministic_xla_flags(deterministic_xla_flags())
+        '--xla_gpu_deterministic_ops=true'
+    """
+    flags = (flags or "").split()
+    kept = [f for f in flags if not f.startswith("--xla_gpu_deterministic_ops")]
+    return " ".join([*kept, DETERMINISTIC_XLA_FLAG])
+
+
+def is_deterministic(backend: str | None = None, flags: str | None = None) -> bool:
+    """Whether runs repeat bit for bit on ``backend`` under ``flags`` (default: this process's).
+
+    True on CPU and TPU; on GPU only with :data:`DETERMINISTIC_XLA_FLAG` in ``XLA_FLAGS``.
+
+    Example:
+        >>> is_deterministic("cpu", ""), is_deterministic("gpu", ""), is_deterministic("gpu", DETERMINISTIC_XLA_FLAG)
+        (True, False, True)
+    """
+    backend = backend or jax.default_backend()
+    flags = os.environ.get("XLA_FLAGS", "") if flags is None else flags
+    return backend != "gpu" or DETERMINISTIC_XLA_FLAG in flags.split()
+
+
 class FitResult(NamedTuple):
     params: Params
     opt_state: Any
@@ -535,6 +578,8 @@ def fit(
     is restored and training continues from its step: a run killed and resumed ends with
     bit-identical params to an uninterrupted one (for a callable ``data``, or an iterable that
     yields the same batches when re-created; an iterable is advanced past the consumed steps).
+    On a GPU that needs XLA's deterministic kernels (:func:`deterministic_xla_flags`): without
+    them ``fit`` warns when it keeps checkpoints, and a resumed run matches only to rounding.
     A checkpoint that cannot be restored raises ``ValueError`` naming it; it is never ignored.
 
     Args:
@@ -580,6 +625,14 @@ def fit(
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         manager = _checkpoint_manager(checkpoint_dir, max_to_keep)
+        if not is_deterministic():
+            warnings.warn(
+                f"fit: {jax.default_backend()} kernels are not deterministic, so a run resumed from "
+                f"{checkpoint_dir} will match an uninterrupted one only to rounding; for bit-identical "
+                f"resumes start the process with XLA_FLAGS={DETERMINISTIC_XLA_FLAG} "
+                "(rnnjax.train.deterministic_xla_flags)",
+                stacklevel=2,
+            )
     elif resume:
         raise ValueError("resume: needs a checkpoint_dir to resume from, got checkpoint_dir=None")
 

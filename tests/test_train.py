@@ -1,6 +1,7 @@
 """Training: train steps, clipping, BPTT == truncated BPTT (full window) == RTRL, diagnostics, fit and resume."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -232,8 +233,20 @@ def test_fit_logs_evaluates_and_writes_jsonl(tmp_path):
 
 
 def run_script(*args):
+    """fit_script.py in a fresh process with deterministic XLA kernels (a GPU needs them for bit-identical resumes)."""
     script = Path(__file__).parent / "fit_script.py"
-    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "XLA_FLAGS": rj.train.deterministic_xla_flags(os.environ.get("XLA_FLAGS"))}
+    command = [sys.executable, str(script), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_determinism_flags():
+    flags = rj.train.deterministic_xla_flags(
+        "--xla_force_host_platform_device_count=2 --xla_gpu_deterministic_ops=false"
+    )
+    assert flags == "--xla_force_host_platform_device_count=2 --xla_gpu_deterministic_ops=true"
+    assert rj.train.is_deterministic("gpu", flags) and not rj.train.is_deterministic("gpu", "")
+    assert rj.train.is_deterministic("cpu", "") and rj.train.is_deterministic("tpu", "")
 
 
 def test_killed_and_resumed_run_is_bit_identical(tmp_path):
