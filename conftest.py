@@ -1,9 +1,16 @@
 """Repository-wide pytest set-up (tests/ and the doctests in rnnjax/): strict dtype promotion, full
-float32 matmuls, --runslow."""
+float32 matmuls, deterministic GPU kernels, --runslow."""
+
+import os
 
 import jax
 import pytest
 
+from rnnjax.train import deterministic_xla_flags
+
+# Run to run reproducible kernels on a GPU (CPU and TPU are already): read when the backend starts,
+# after this; importing rnnjax starts none.
+os.environ["XLA_FLAGS"] = deterministic_xla_flags(os.environ.get("XLA_FLAGS"))
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 # The precision policy: tests compare two ways of computing the same thing, so every float32 matmul
 # is full float32 on every backend (the default is TF32 on recent NVIDIA GPUs and one bfloat16 pass
