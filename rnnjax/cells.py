@@ -99,11 +99,12 @@ def _matmul(x: Array, w: Array, dtype, precision=None) -> Array:
     )
 
 
-def _affine(x: Array, w: Array, b: Array | None, dtype, precision=None) -> Array:
-    """``x @ w + b`` in ``dtype`` (accumulated in float32 for 16-bit ``dtype``)."""
+def _affine(x: Array, w: Array, b: Array | None, dtype, precision=None, out_dtype=None) -> Array:
+    """``x @ w + b`` computed in ``dtype`` (accumulated in float32 for 16-bit ``dtype``), returned in
+    ``out_dtype`` (default ``dtype``)."""
     y = _matmul(x, w, dtype, precision)
     y = y if b is None else y + b.astype(y.dtype)
-    return y.astype(dtype)
+    return y.astype(out_dtype or dtype)
 
 
 class DenseParams(NamedTuple):

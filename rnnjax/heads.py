@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax import _checks
-from rnnjax.cells import GLOROT_UNIFORM, DenseParams, _affine, _promote
+from rnnjax.cells import GLOROT_UNIFORM, DenseParams, _affine, _matmul, _promote
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -62,8 +62,11 @@ class Embedding:
         return jnp.take(params.table, ids, axis=0, mode="fill", fill_value=jnp.nan)
 
     def attend(self, params: EmbeddingParams, x: Array) -> Array:
-        """Logits against the embedding table (weight tying): ``x [..., d] -> [..., v]``."""
-        return x @ params.table.astype(x.dtype).T
+        """Logits against the embedding table (weight tying): ``x [..., d] -> [..., v]``.
+
+        Computed in ``x``'s dtype; 16-bit inputs give float32 logits (float32 accumulation).
+        """
+        return _matmul(x, params.table.T, x.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,10 @@ class Dense:
       features: output size ``o``.
       activation: applied after the affine map (None: identity).
       use_bias: add ``b``.
+      param_dtype: dtype of ``w`` and ``b`` (16-bit kernels are drawn in float32, then cast).
+      kernel_init: initializer of ``w``.
+      output_dtype: dtype of the output; None: the computation dtype. ``jnp.float32`` gives
+        float32 logits from 16-bit activations without rounding the float32 accumulation.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -88,6 +95,7 @@ class Dense:
     use_bias: bool = True
     param_dtype: Any = jnp.float32
     kernel_init: Callable = dataclasses.field(default=GLOROT_UNIFORM, repr=False)
+    output_dtype: Any = None
 
     def __post_init__(self):
         _checks.positive_int(self.features, "features")
@@ -95,7 +103,8 @@ class Dense:
     def init(self, key: PRNGKey, input_size: int) -> DenseParams:
         """``DenseParams(w [f, o], b [o])`` (``b`` is None without bias)."""
         _checks.positive_int(input_size, "input_size")
-        w = self.kernel_init(key, (input_size, self.features), self.param_dtype)
+        w = self.kernel_init(key, (input_size, self.features), _promote(self.param_dtype, jnp.float32))
+        w = w.astype(self.param_dtype)
         b = jnp.zeros((self.features,), self.param_dtype) if self.use_bias else None
         return DenseParams(w, b)
 
@@ -103,7 +112,7 @@ class Dense:
         """``[..., f] -> [..., o]``, computing in the promotion of ``x``'s and the params' dtypes."""
         x = _checks.floating(x, "x")
         _checks.features(x, params.w.shape[0], "x")
-        y = _affine(x, params.w, params.b, _promote(x.dtype, params.w.dtype))
+        y = _affine(x, params.w, params.b, _promote(x.dtype, params.w.dtype), out_dtype=self.output_dtype)
         return y if self.activation is None else self.activation(y)
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 
 from rnnjax import _checks
-from rnnjax.cells import DenseParams
+from rnnjax.cells import DenseParams, accumulation_dtype
 from rnnjax.heads import Dense, Embedding, EmbeddingParams
 from rnnjax.layers import _MERGES, RNN, Bidirectional, Stack, StackedCell, _as_layer
 from rnnjax.recurrence import unroll
@@ -85,6 +85,61 @@ def _check_cell(cell, name: str = "cell"):
             f"time; use rj.StackedCell([...]) rather than rj.Stack), got {type(cell).__name__}"
         )
     return cell
+
+
+def _with_dtypes(part, dtype, param_dtype):
+    """``part`` (a cell or layer; stacks, bidirectional layers and stacked cells walked into) with every
+    ``dtype`` and ``param_dtype`` field set to the given ones (None: left as it is)."""
+    if not dataclasses.is_dataclass(part) or (dtype is None and param_dtype is None):
+        return part
+    changes = {}
+    for field in dataclasses.fields(part):
+        value = getattr(part, field.name)
+        if field.name in ("dtype", "param_dtype"):
+            given = dtype if field.name == "dtype" else param_dtype
+            if given is not None:
+                changes[field.name] = given
+        elif dataclasses.is_dataclass(value):
+            changes[field.name] = _with_dtypes(value, dtype, param_dtype)
+        elif isinstance(value, tuple) and value and all(dataclasses.is_dataclass(v) for v in value):
+            changes[field.name] = tuple(_with_dtypes(v, dtype, param_dtype) for v in value)
+    return dataclasses.replace(part, **changes)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Dtypes:
+    """A model's ``dtype`` (computation) and ``param_dtype``, passed to its cells and heads.
+
+    None leaves the cells as they are and the heads in float32. When either is set, logits come
+    out in at least float32 (a 16-bit computation accumulates them in float32, unrounded), and
+    the losses in :mod:`rnnjax.losses` compute in float32.
+    """
+
+    dtype: Any = None
+    param_dtype: Any = None
+
+    def _pass_dtypes(self, name: str) -> None:
+        object.__setattr__(self, name, _with_dtypes(getattr(self, name), self.dtype, self.param_dtype))
+
+    @property
+    def _param_dtype(self):
+        return jnp.float32 if self.param_dtype is None else self.param_dtype
+
+    def _embed(self, vocab_size: int, size: int) -> Embedding:
+        return Embedding(vocab_size, size, param_dtype=self._param_dtype)
+
+    def _dense(self, features: int) -> Dense:
+        return Dense(features, param_dtype=self._param_dtype)
+
+    def _head(self, features: int) -> Dense:
+        """The output layer: logits in at least float32 when the model sets a dtype."""
+        if self.dtype is None and self.param_dtype is None:
+            return Dense(features)
+        return Dense(features, param_dtype=self._param_dtype, output_dtype=self._logits_dtype)
+
+    @property
+    def _logits_dtype(self):
+        return accumulation_dtype(self._param_dtype if self.dtype is None else self.dtype)
 
 
 def _valid_mask(length: Array | None, num_steps: int) -> Array:
@@ -269,7 +324,7 @@ _POOLINGS = ("last", "mean", "max")
 
 
 @dataclasses.dataclass(frozen=True)
-class SequenceClassifier:
+class SequenceClassifier(_Dtypes):
     r"""Many-to-one: an encoder over the sequence, a pooling over time, a dense head.
 
     .. math::
@@ -297,6 +352,9 @@ class SequenceClassifier:
       pooling: ``"last"``, ``"mean"`` or ``"max"``.
       vocab_size: if set, ``xs`` are integer token ids ``[t]``, embedded by an
         :class:`~rnnjax.Embedding` ``(vocab_size, input_size)`` first.
+      dtype: computation dtype of the model's cells (e.g. ``jnp.bfloat16``); None: the cells' own.
+      param_dtype: dtype of every param (cells, embeddings, dense layers); None: the cells' own,
+        float32 for the rest. With either set, logits are at least float32.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -316,6 +374,7 @@ class SequenceClassifier:
 
     def __post_init__(self):
         object.__setattr__(self, "encoder", _check_encoder(self.encoder))
+        self._pass_dtypes("encoder")
         _checks.positive_int(self.num_classes, "num_classes")
         _check_front(self.vocab_size, self.input_size)
         if self.pooling not in _POOLINGS:
@@ -332,9 +391,9 @@ class SequenceClassifier:
             ((10, 4), (8, 3))
         """
         k_embed, k_encoder, k_head = jax.random.split(key, 3)
-        embed = None if self.vocab_size is None else Embedding(self.vocab_size, self.input_size).init(k_embed)
+        embed = None if self.vocab_size is None else self._embed(self.vocab_size, self.input_size).init(k_embed)
         encoder = self.encoder.init(k_encoder, self.input_size)
-        return ClassifierParams(embed, encoder, Dense(self.num_classes).init(k_head, self.encoder.output_size))
+        return ClassifierParams(embed, encoder, self._head(self.num_classes).init(k_head, self.encoder.output_size))
 
     def _pool(self, ys: Array, finals: tuple[_Final, ...], length: Array | None) -> Array:
         if self.pooling == "last":
@@ -371,7 +430,7 @@ class SequenceClassifier:
         xs = _inputs(xs, params.embed, self.vocab_size, self.input_size)
         length = _checks.length(length, xs.shape[0])
         ys, finals = _run_encoder(self.encoder, params.encoder, xs, length, key)
-        return Dense(self.num_classes).apply(params.head, self._pool(ys, finals, length))
+        return self._head(self.num_classes).apply(params.head, self._pool(ys, finals, length))
 
 
 # ----------------------------------------------------------------------------- many-to-many
@@ -384,7 +443,7 @@ class TaggerParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class SequenceTagger:
+class SequenceTagger(_Dtypes):
     r"""Many-to-many, one label per step: an encoder and a dense head at every step.
 
     .. math:: \mathrm{logits}_{1..t} = \mathrm{encoder}(x_{1..t})\, W + b
@@ -396,6 +455,9 @@ class SequenceTagger:
       num_tags: labels per step ``c``.
       input_size: features ``f`` of ``xs``; with ``vocab_size``, the embedding size.
       vocab_size: if set, ``xs`` are integer token ids ``[t]``, embedded first.
+      dtype: computation dtype of the model's cells (e.g. ``jnp.bfloat16``); None: the cells' own.
+      param_dtype: dtype of every param (cells, embeddings, dense layers); None: the cells' own,
+        float32 for the rest. With either set, logits are at least float32.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -414,6 +476,7 @@ class SequenceTagger:
 
     def __post_init__(self):
         object.__setattr__(self, "encoder", _check_encoder(self.encoder))
+        self._pass_dtypes("encoder")
         _checks.positive_int(self.num_tags, "num_tags")
         _check_front(self.vocab_size, self.input_size)
 
@@ -426,9 +489,9 @@ class SequenceTagger:
             (8, 5)
         """
         k_embed, k_encoder, k_head = jax.random.split(key, 3)
-        embed = None if self.vocab_size is None else Embedding(self.vocab_size, self.input_size).init(k_embed)
+        embed = None if self.vocab_size is None else self._embed(self.vocab_size, self.input_size).init(k_embed)
         encoder = self.encoder.init(k_encoder, self.input_size)
-        return TaggerParams(embed, encoder, Dense(self.num_tags).init(k_head, self.encoder.output_size))
+        return TaggerParams(embed, encoder, self._head(self.num_tags).init(k_head, self.encoder.output_size))
 
     def apply(self, params: TaggerParams, xs: Array, length=None, key: PRNGKey | None = None) -> Array:
         """Logits for every step of one sequence.
@@ -453,7 +516,7 @@ class SequenceTagger:
         xs = _inputs(xs, params.embed, self.vocab_size, self.input_size)
         length = _checks.length(length, xs.shape[0])
         ys, _ = _run_encoder(self.encoder, params.encoder, xs, length, key)
-        return _zero_past(Dense(self.num_tags).apply(params.head, ys), length)
+        return _zero_past(self._head(self.num_tags).apply(params.head, ys), length)
 
 
 class LanguageModelParams(NamedTuple):
@@ -464,7 +527,7 @@ class LanguageModelParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModel:
+class LanguageModel(_Dtypes):
     r"""Many-to-many language model: predict token ``t+1`` from tokens ``0..t``.
 
     .. math::
@@ -485,6 +548,9 @@ class LanguageModel:
         ``apply`` when a ``key`` is given (Zaremba et al. 2014 put it between layers).
       hoist: how the teacher-forced pass runs the cell (see :func:`rnnjax.unroll`); None:
         the backend's choice. ``step_fn`` steps one token at a time either way.
+      dtype: computation dtype of the model's cells (e.g. ``jnp.bfloat16``); None: the cells' own.
+      param_dtype: dtype of every param (cells, embeddings, dense layers); None: the cells' own,
+        float32 for the rest. With either set, logits are at least float32.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -511,6 +577,7 @@ class LanguageModel:
         _checks.positive_int(self.vocab_size, "vocab_size")
         _checks.positive_int(self.embed_size, "embed_size")
         object.__setattr__(self, "cell", _check_cell(self.cell))
+        self._pass_dtypes("cell")
         if self.tie_weights and self.cell.output_size != self.embed_size:
             raise ValueError(
                 f"tie_weights: needs the cell's output size ({self.cell.output_size}) to equal "
@@ -521,7 +588,7 @@ class LanguageModel:
 
     @property
     def _embedding(self) -> Embedding:
-        return Embedding(self.vocab_size, self.embed_size)
+        return self._embed(self.vocab_size, self.embed_size)
 
     def init(self, key: PRNGKey) -> LanguageModelParams:
         """``LanguageModelParams(embed, cell, head, bias)``.
@@ -537,12 +604,14 @@ class LanguageModel:
         cell = self.cell.init(k_cell, self.embed_size)
         if self.tie_weights:
             return LanguageModelParams(embed, cell, None, jnp.zeros((self.vocab_size,), embed.table.dtype))
-        return LanguageModelParams(embed, cell, Dense(self.vocab_size).init(k_head, self.cell.output_size), None)
+        head = self._head(self.vocab_size).init(k_head, self.cell.output_size)
+        return LanguageModelParams(embed, cell, head, None)
 
     def _logits(self, params: LanguageModelParams, ys: Array) -> Array:
         if self.tie_weights:
-            return self._embedding.attend(params.embed, ys) + params.bias.astype(ys.dtype)
-        return Dense(self.vocab_size).apply(params.head, ys)
+            logits = self._embedding.attend(params.embed, ys)
+            return logits + params.bias.astype(logits.dtype)
+        return self._head(self.vocab_size).apply(params.head, ys)
 
     def apply(self, params: LanguageModelParams, tokens: Array, length=None, key: PRNGKey | None = None) -> Array:
         """Next-token logits at every step, with teacher forcing.
@@ -653,7 +722,7 @@ _CONDITIONS = ("init", "input", "both")
 
 
 @dataclasses.dataclass(frozen=True)
-class ConditionedGenerator:
+class ConditionedGenerator(_Dtypes):
     r"""One-to-many: a sequence generated from a feature vector (the image-captioning pattern).
 
     With ``condition="init"`` the features set the initial carry through a dense layer,
@@ -674,6 +743,9 @@ class ConditionedGenerator:
       condition: ``"init"``, ``"input"`` or ``"both"``.
       hoist: how the teacher-forced pass runs the cell (see :func:`rnnjax.unroll`); None:
         the backend's choice.
+      dtype: computation dtype of the model's cells (e.g. ``jnp.bfloat16``); None: the cells' own.
+      param_dtype: dtype of every param (cells, embeddings, dense layers); None: the cells' own,
+        float32 for the rest. With either set, logits are at least float32.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -701,12 +773,13 @@ class ConditionedGenerator:
         _checks.positive_int(self.vocab_size, "vocab_size")
         _checks.positive_int(self.embed_size, "embed_size")
         object.__setattr__(self, "cell", _check_cell(self.cell))
+        self._pass_dtypes("cell")
         if self.condition not in _CONDITIONS:
             raise ValueError(f"condition: expected one of {_CONDITIONS}, got {self.condition!r}")
 
     @property
     def _embedding(self) -> Embedding:
-        return Embedding(self.vocab_size, self.embed_size)
+        return self._embed(self.vocab_size, self.embed_size)
 
     @property
     def _feeds_input(self) -> bool:
@@ -730,8 +803,8 @@ class ConditionedGenerator:
         cell = self.cell.init(k_cell, input_size)
         bridge = None
         if self._sets_carry:
-            bridge = Dense(_flat_size(self.cell.initial_carry(cell))).init(k_bridge, self.feature_size)
-        head = Dense(self.vocab_size).init(k_head, self.cell.output_size)
+            bridge = self._dense(_flat_size(self.cell.initial_carry(cell))).init(k_bridge, self.feature_size)
+        head = self._head(self.vocab_size).init(k_head, self.cell.output_size)
         return GeneratorParams(self._embedding.init(k_embed), bridge, cell, head)
 
     def initial_carry(self, params: GeneratorParams, features: Array) -> GeneratorCarry:
@@ -780,7 +853,7 @@ class ConditionedGenerator:
         length = _checks.length(length, tokens.shape[0])
         xs = self._inputs(params, tokens, carry.features)
         _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length, hoist=self.hoist)
-        return _zero_past(Dense(self.vocab_size).apply(params.head, ys), length)
+        return _zero_past(self._head(self.vocab_size).apply(params.head, ys), length)
 
     def step_fn(self, params: GeneratorParams, carry: GeneratorCarry, token: Array) -> tuple[GeneratorCarry, Array]:
         """One decoding step: feed ``token``, get the logits of the next one.
@@ -805,7 +878,7 @@ class ConditionedGenerator:
         token = _one_token(token, self.vocab_size)
         x = self._inputs(params, token, carry.features)
         cell_carry, y = self.cell.step(params.cell, carry.cell, x)
-        return GeneratorCarry(cell_carry, carry.features), Dense(self.vocab_size).apply(params.head, y)
+        return GeneratorCarry(cell_carry, carry.features), self._head(self.vocab_size).apply(params.head, y)
 
 
 # ----------------------------------------------------------------------------- encoder-decoder

@@ -483,3 +483,36 @@ def test_models_are_hashable_static_arguments():
         models.Seq2Seq(10, 9, 4, rj.LSTMCell(6), [rj.LSTMCell(6), rj.GRUCell(6)], "luong", attention_size=7)
     )
     assert set(models.__all__) <= set(dir(rj.models))
+
+
+# ----------------------------------------------------------------------------- dtypes
+
+
+@pytest.mark.parametrize("param_dtype", [None, jnp.bfloat16], ids=["float32-params", "bfloat16-params"])
+def test_models_pass_dtypes_to_cells_and_heads_and_give_float32_logits(param_dtype):
+    """dtype=bfloat16 reaches every cell (stacks and bidirectional layers too); logits stay float32 and close to
+    the float32 model's on the same params."""
+    bf16 = jnp.bfloat16
+    encoder = rj.Stack([rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4)), rj.LSTMCell(5)])
+    built = {
+        "classifier": lambda **kw: models.SequenceClassifier(encoder, 3, 4, vocab_size=12, **kw),
+        "tagger": lambda **kw: models.SequenceTagger(encoder, 3, 4, vocab_size=12, **kw),
+        "lm": lambda **kw: models.LanguageModel(12, 4, [rj.LSTMCell(4), rj.GRUCell(4)], tie_weights=True, **kw),
+        "generator": lambda **kw: models.ConditionedGenerator(5, 12, 4, rj.LSTMCell(6), condition="both", **kw),
+    }
+    tokens, features = random_ids((6,), 12), RNG.standard_normal(5).astype(np.float32)
+    for name, build in built.items():
+        low, full = build(dtype=bf16, param_dtype=param_dtype), build()
+        params = init(low)
+        want_dtype = jnp.dtype(param_dtype or jnp.float32)
+        assert {p.dtype for p in jax.tree_util.tree_leaves(params)} == {want_dtype}, name
+        args = (features, tokens) if name == "generator" else (tokens,)
+        logits = jax.jit(low.apply)(params, *args)
+        params32 = jax.tree_util.tree_map(lambda p: p.astype(jnp.float32), params)
+        want = jax.jit(full.apply)(params32, *args)
+        assert logits.dtype == jnp.float32 and want.dtype == jnp.float32, name
+        np.testing.assert_allclose(logits, want, atol=0.1, err_msg=name)
+        assert not np.array_equal(logits, want), f"{name}: bfloat16 did not reach the cells"
+    nested = built["tagger"](dtype=bf16).encoder  # a Stack of a Bidirectional and an RNN
+    assert nested.layers[0].backward.cell.dtype == nested.layers[1].cell.dtype == bf16
+    assert [c.dtype for c in built["lm"](dtype=bf16).cell.cells] == [bf16, bf16]  # a StackedCell
