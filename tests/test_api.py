@@ -69,7 +69,14 @@ def test_unroll_signature_matches_design():
     sig = inspect.signature(rj.unroll)
     assert list(sig.parameters)[:4] == ["cell", "params", "xs", "carry"]
     keyword_only = {n: p.default for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
-    assert keyword_only == {"length": None, "reverse": False, "unroll": 1, "remat": False, "parallel": False}
+    assert keyword_only == {
+        "length": None,
+        "reverse": False,
+        "unroll": None,
+        "hoist": None,
+        "remat": False,
+        "parallel": False,
+    }
 
 
 def test_design_entry_point_example():
