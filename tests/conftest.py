@@ -31,6 +31,12 @@ def cell(request):
     return CELLS[request.param]
 
 
+# unroll's two paths for a test's own parametrize, with the hoisted one in the slow suite (CI runs both suites)
+BOTH_PATHS_HOISTED_SLOW = pytest.mark.parametrize(
+    "hoist", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["in-loop", "hoisted"]
+)
+
+
 @pytest.fixture(params=[False, True], ids=["in-loop", "hoisted"])
 def hoist(request):
     """Both of unroll's paths: projection inside the scan (the CPU default) and hoisted (the GPU/TPU default)."""

@@ -27,7 +27,7 @@ FULL_FLOAT32 = (5e-8, 1e-6)
 DEFAULT_PRECISION = {"cpu": FULL_FLOAT32, "gpu": (1e-4, 1.5e-3), "tpu": (1e-3, 1e-2)}
 BFLOAT16_COMPUTE = (1e-3, 1e-2)
 
-SIXTEEN_BIT = [jnp.bfloat16, jnp.float16]
+SIXTEEN_BIT = [jnp.bfloat16, pytest.param(jnp.float16, marks=pytest.mark.slow)]
 PLAIN_CELLS = sorted(name for name, cell in CELLS.items() if dataclasses.is_dataclass(cell) and hasattr(cell, "dtype"))
 
 

@@ -9,7 +9,7 @@ import pytest
 from jax import test_util
 
 import rnnjax as rj
-from conftest import CELLS, INPUT_SIZE, random_params
+from conftest import BOTH_PATHS_HOISTED_SLOW, CELLS, INPUT_SIZE, random_params
 
 T = 9
 
@@ -94,6 +94,7 @@ def test_vmap_equals_per_example_loop(cell, hoist):
         assert_trees_close(jax.tree_util.tree_map(lambda a, i=i: a[i], batched), single, rtol=1e-5, atol=1e-6)
 
 
+@BOTH_PATHS_HOISTED_SLOW
 def test_unroll_factor_and_remat_give_the_same_result(cell, hoist):
     params, xs = random_params(cell), inputs(4, num_steps=11)  # 11 is not a square: remat pads
     want = jit_unroll(cell, params, xs, None, length=8, reverse=True, hoist=False)
@@ -117,6 +118,7 @@ def test_backend_defaults_choose_a_path_and_a_factor():
         rj.unroll(cell, params, xs, hoist="yes")
 
 
+@BOTH_PATHS_HOISTED_SLOW
 @pytest.mark.parametrize("name", ["lstm", "gru", "elman"])
 def test_remat_gradients_equal_plain_bptt(name, hoist):
     cell = CELLS[name]
@@ -129,6 +131,7 @@ def test_remat_gradients_equal_plain_bptt(name, hoist):
     assert_trees_close(grads(params, True), grads(params, False), rtol=1e-5, atol=1e-6)
 
 
+@BOTH_PATHS_HOISTED_SLOW
 @pytest.mark.parametrize("name", ["elman", "lstm", "gru_cho", "stacked", "mingru"])
 def test_unroll_gradients_float64(name, hoist, x64):
     cell = CELLS[name]
