@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
@@ -47,11 +48,23 @@ def _check_sizes(max_len, eos, pad_id):
         raise ValueError(f"pad_id: expected an int, got {pad_id!r}")
 
 
-def _log_probs(logits: Array) -> Array:
+def _advance(step_fn, params, carry, token) -> tuple[Carry, Array]:
+    """One step, shared by every decoder: the new carry and the next token's log-probabilities ``[v]`` (float32)."""
+    carry, logits = step_fn(params, carry, token)
     logits = jnp.asarray(logits)
     if logits.ndim != 1:
         raise ValueError(f"step_fn: expected logits of shape [v] for one token, got shape {logits.shape}")
-    return jax.nn.log_softmax(logits.astype(jnp.float32))
+    return carry, jax.nn.log_softmax(logits.astype(jnp.float32))
+
+
+def _start(step_fn, params, carry, bos, eos) -> tuple[Carry, int]:
+    """The carry in the dtype that the step keeps it in (it may change in the first step, see
+    :func:`rnnjax.unroll`), and the vocabulary size ``v``; checks ``eos`` against it."""
+    step_carry, log_probs = jax.eval_shape(functools.partial(_advance, step_fn), params, carry, bos)
+    vocab = log_probs.shape[0]
+    if eos is not None and eos >= vocab:
+        raise ValueError(f"eos: expected a token id below the vocabulary size {vocab}, got {eos}")
+    return jax.tree_util.tree_map(lambda c, s: jnp.asarray(c, s.dtype), carry, step_carry), vocab
 
 
 class _LoopState(NamedTuple):
@@ -72,8 +85,7 @@ def _decode_loop(pick, step_fn, params, carry, bos, key, max_len, eos, pad_id):
         return (state.step < max_len) & ~state.done
 
     def body(state):
-        carry, logits = step_fn(params, state.carry, state.token)
-        log_probs = _log_probs(logits)
+        carry, log_probs = _advance(step_fn, params, state.carry, state.token)
         key, subkey = (None, None) if state.key is None else jax.random.split(state.key)
         token = pick(log_probs, subkey).astype(jnp.int32)
         done = jnp.asarray(False) if eos is None else token == eos
@@ -87,6 +99,7 @@ def _decode_loop(pick, step_fn, params, carry, bos, key, max_len, eos, pad_id):
             key,
         )
 
+    carry, _ = _start(step_fn, params, carry, bos, eos)
     init = _LoopState(
         jnp.zeros((), jnp.int32),
         carry,
@@ -96,9 +109,6 @@ def _decode_loop(pick, step_fn, params, carry, bos, key, max_len, eos, pad_id):
         jnp.asarray(False),
         key,
     )
-    # the carry may change dtype in the first step (see rnnjax.unroll): fix it up front
-    step_carry = jax.eval_shape(step_fn, params, carry, bos)[0]
-    init = init._replace(carry=jax.tree_util.tree_map(lambda c, s: jnp.asarray(c, s.dtype), carry, step_carry))
     final = lax.while_loop(cond, body, init)
     return final.tokens, final.step, final.logprob
 
@@ -215,21 +225,78 @@ def length_penalty(length: Array, alpha: float) -> Array:
 
 
 class BeamState(NamedTuple):
-    """The beam search's loop state: ``k`` live and ``k`` finished hypotheses, kept apart."""
+    """The beam search's loop state: ``k`` finished and ``k`` live hypotheses, kept apart (rows ``:k`` and ``k:``).
 
-    step: Array  # []          tokens generated so far
-    live_tokens: Array  # [k, L]   live hypotheses (pad_id after step)
-    live_logprobs: Array  # [k]     sum of log p (float32); -inf for an empty slot
+    Without ``eos`` nothing ends before ``max_len``, where every candidate ends: there are only the
+    ``k`` live rows and no ``searching``, and the live hypotheses after the last step are the result.
+    """
+
+    step: Array  # []        tokens generated so far
+    last: Array  # [k]       the token each live hypothesis feeds next (bos at first)
+    tokens: Array  # [n, L]  finished then live hypotheses (n = 2k; k without eos), pad_id after the end
+    scores: Array  # [n]     finished: length-normalised score; live: sum of log p (float32); -inf: empty slot
     live_carry: Carry  # [k, ...]  each live hypothesis' carry
-    finished_tokens: Array  # [k, L]
-    finished_scores: Array  # [k]   length-normalised scores; -inf for an empty slot
-    finished_lengths: Array  # [k]  tokens, eos included
+    searching: Array | None  # []  step < max_len and a live hypothesis can still beat the worst finished one
 
 
 class BeamOutput(NamedTuple):
     tokens: Array  # [k, L]  best first
     lengths: Array  # [k]
     scores: Array  # [k]     sum log p / length_penalty(length); -inf marks an empty slot
+
+
+def _order_key(x: Array) -> Array:
+    """float32 -> int32 keys in the order ``lax.top_k`` sorts by (total order: -0 < +0, NaN above +inf)."""
+    bits = lax.bitcast_convert_type(x, jnp.int32)
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
+def _from_order_key(key: Array) -> Array:
+    """The inverse of :func:`_order_key`."""
+    return lax.bitcast_convert_type(key ^ ((key >> 31) & 0x7FFFFFFF), jnp.float32)
+
+
+def _top_k(x: Array, n: int) -> tuple[Array, Array]:
+    """``lax.top_k(x, n)`` of a 1-D float32 ``x``; for ``n == 1`` one reduction to (value, index), in the same order."""
+    if n > 1:
+        return lax.top_k(x, n)
+
+    def better(a, b):  # (key, index) pairs: the larger key, on a tie the lower index
+        take_a = (a[0] > b[0]) | ((a[0] == b[0]) & (a[1] < b[1]))
+        return lax.select(take_a, a[0], b[0]), lax.select(take_a, a[1], b[1])
+
+    init = (np.int32(np.iinfo(np.int32).min), np.int32(x.shape[0]))
+    key, index = lax.reduce((_order_key(x), lax.iota(jnp.int32, x.shape[0])), init, better, (0,))
+    return _from_order_key(key)[None], index[None]
+
+
+def _take_first(keys: list[list[Array]], values: list[list[Array]], n: int) -> list[Array]:
+    """The values of the first ``n`` of a few elements in a stable sort, by counting (no sort).
+
+    Every key and value is a column given in parts (1-D arrays, the same parts for all). The
+    ``keys`` (ints) are compared in turn, larger first; the position breaks the remaining ties,
+    lower first. An element's place in the sorted order is the number of elements that come
+    before it; slot ``i`` takes the element whose place is ``i``. For ``n == 1`` a knock-out
+    over the elements in turn instead, elementwise only.
+    """
+    if n == 1:
+        parts = zip(*keys, *values, strict=True)  # each: the same part of every column
+        elements = [[x if len(x) == 1 else x[i : i + 1] for x in part] for part in parts for i in range(len(part[0]))]
+        best = elements[0]
+        for element in elements[1:]:
+            before = jnp.asarray(False)  # the element comes before the best so far (a tie keeps the best)
+            for key, b in zip(reversed(element[: len(keys)]), reversed(best[: len(keys)]), strict=True):
+                before = (key > b) | ((key == b) & before)
+            best = [lax.select(before, x, b) for x, b in zip(element, best, strict=True)]
+        return best[len(keys) :]
+    keys, values = [jnp.concatenate(parts) for parts in keys], [jnp.concatenate(parts) for parts in values]
+    pos = jnp.arange(len(keys[0]))
+    before = pos[:, None] < pos[None, :]  # [row, column]: the row comes before the column
+    for key in reversed(keys):
+        before = (key[:, None] > key[None, :]) | ((key[:, None] == key[None, :]) & before)
+    place = jnp.sum(before, axis=0, dtype=jnp.int32)
+    first = jnp.argmax(place[None, :] == jnp.arange(n, dtype=jnp.int32)[:, None], axis=1)
+    return [value[first] for value in values]
 
 
 @functools.partial(jax.jit, static_argnames=(*_STATIC, "beam_size", "alpha"))
@@ -259,6 +326,14 @@ def beam_search(
     (e.g. ending where ``eos`` was the second most likely token).
 
     .. math:: \\mathrm{score}(y) = \\frac{\\sum_t \\log p(y_t \\mid y_{<t})}{((5 + |y|) / 6)^\\alpha}
+
+    Each step is kept to few operations, since on an accelerator each costs a kernel launch. The
+    ``k`` of the ``2k`` best that stay live are the best ``k`` candidates that do not end in
+    ``eos`` (one ``top_k``, or one reduction for ``k = 1``); a candidate ending in ``eos`` is among
+    the ``2k`` best when fewer than ``2k`` candidates beat it (a count); the merge with the
+    finished ones ranks ``3k`` scores by counting. Ties are broken as ``lax.top_k`` breaks them:
+    the lower index ``beam * v + token`` first. Without ``eos`` nothing ends before ``max_len``:
+    each step only keeps the best ``k``, and the loop has a fixed trip count.
 
     Args:
       step_fn, params, carry, bos, max_len, eos, pad_id: as in :func:`greedy`.
@@ -292,66 +367,134 @@ def beam_search(
     k = beam_size
     bos = jnp.asarray(bos, jnp.int32)
     neg_inf = jnp.float32(-jnp.inf)
+    live = slice(0, k) if eos is None else slice(k, 2 * k)  # the live rows of tokens and scores
 
-    step_carry = jax.eval_shape(step_fn, params, carry, bos)[0]
-    carry = jax.tree_util.tree_map(lambda c, s: jnp.asarray(c, s.dtype), carry, step_carry)
-    beam_step = jax.vmap(step_fn, in_axes=(None, 0, 0))
+    carry, vocab = _start(step_fn, params, carry, bos, eos)
+    if vocab < 2:
+        raise ValueError(f"beam_size: needs a vocabulary of at least 2 tokens, got {vocab}")
+    beam_step = jax.vmap(functools.partial(_advance, step_fn, params))
+    beams = jnp.arange(k, dtype=jnp.int32)
 
-    def cond(state: BeamState):
-        # the best a live hypothesis can still reach, against the worst finished one
-        best_live = jnp.max(state.live_logprobs) / length_penalty(max_len, alpha)
-        can_improve = best_live > jnp.min(state.finished_scores)
-        return (state.step < max_len) & can_improve
+    def parent_and_token(index):  # of candidates, from their index beam * v + token
+        if k == 1:  # one beam
+            return jnp.zeros_like(index), index
+        return lax.div(index, np.int32(vocab)), lax.rem(index, np.int32(vocab))
 
-    def body(state: BeamState):
-        t = state.step
-        last = jnp.where(t == 0, bos, state.live_tokens[:, jnp.maximum(t - 1, 0)])
-        new_carry, logits = beam_step(params, state.live_carry, last)
-        if logits.ndim != 2:
-            raise ValueError(f"step_fn: expected logits of shape [v] for one token, got {logits.shape[1:]}")
-        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))  # [k, v]
-        vocab = log_probs.shape[-1]
-        if 2 * k > k * vocab:
-            raise ValueError(f"beam_size: needs a vocabulary of at least 2 tokens, got {vocab}")
-        candidates = (state.live_logprobs[:, None] + log_probs).reshape(-1)  # [k v]
-        cand_logprobs, cand_index = lax.top_k(candidates, 2 * k)  # [2k]
-        parent, token = cand_index // vocab, (cand_index % vocab).astype(jnp.int32)
-        cand_tokens = state.live_tokens[parent].at[:, t].set(token)  # [2k, L]
-        length = t + 1
-        ends = jnp.full((2 * k,), length == max_len) if eos is None else (token == eos) | (length == max_len)
+    def extend(state: BeamState):
+        """Feed each live hypothesis its last token: the new carries and the ``k v`` candidates' log-probabilities."""
+        new_carry, log_probs = beam_step(state.live_carry, state.last)  # [k, ...], [k, v]
+        return new_carry, (state.scores[live, None] + log_probs).reshape(-1)
 
-        # finished: merge the k kept with the candidates that end now; keep the best k
-        cand_scores = jnp.where(ends, cand_logprobs / length_penalty(length, alpha), neg_inf)
-        all_scores = jnp.concatenate([state.finished_scores, cand_scores])
-        all_tokens = jnp.concatenate([state.finished_tokens, cand_tokens])
-        all_lengths = jnp.concatenate([state.finished_lengths, jnp.full((2 * k,), length, jnp.int32)])
-        finished_scores, keep = lax.top_k(all_scores, k)
+    def gather_carry(new_carry, parent):  # the live hypotheses' carries from their parents'
+        return new_carry if k == 1 else jax.tree_util.tree_map(lambda c: c[parent], new_carry)
 
-        # live: the best k candidates that do not end
-        live_candidates = jnp.where(ends, neg_inf, cand_logprobs)
-        live_logprobs, pick = lax.top_k(live_candidates, k)
-        live_parent = parent[pick]
+    def write(state: BeamState, rows: Array, token: Array, written: Array | bool = True) -> Array:
+        """Token rows ``rows`` of the state, with ``token`` written at the current step where ``written``."""
+        at_step = jnp.arange(max_len, dtype=jnp.int32) == state.step
+        if k == 1:  # one or two rows: a select instead of a gather
+            taken = jnp.where((rows == 0)[:, None], state.tokens[0], state.tokens[-1])
+        else:
+            taken = state.tokens[rows]
+        return jnp.where(at_step & jnp.asarray(written)[..., None], token[:, None], taken)
+
+    def body_without_eos(state: BeamState):
+        # nothing ends before max_len, where everything does: the best k of the 2k are the best k
+        new_carry, candidates = extend(state)
+        logprobs, index = _top_k(candidates, k)
+        parent, token = parent_and_token(index)
         return BeamState(
-            step=t + 1,
-            live_tokens=cand_tokens[pick],
-            live_logprobs=live_logprobs,
-            live_carry=jax.tree_util.tree_map(lambda c: c[live_parent], new_carry),
-            finished_tokens=all_tokens[keep],
-            finished_scores=finished_scores,
-            finished_lengths=all_lengths[keep],
+            step=state.step + 1,
+            last=token,
+            tokens=write(state, parent, token),
+            scores=logprobs,
+            live_carry=gather_carry(new_carry, parent),
+            searching=None,
         )
 
+    def body(state: BeamState):
+        length = state.step + 1
+        new_carry, candidates = extend(state)  # [k v]
+        flat = jnp.arange(k * vocab, dtype=jnp.int32)
+        # live: the best k candidates that do not end in eos, which are the first k of the 2k best
+        # that do not end (at most k of the 2k end in eos); at max_len they end instead
+        live_logprobs, index = _top_k(jnp.where(np.arange(k * vocab) % vocab == eos, neg_inf, candidates), k)
+        parent, token = parent_and_token(index)
+
+        # the candidates that end: those in eos among the 2k best, and at max_len all of the 2k
+        # best, of which only the best k can be kept: those in eos and the k live ones. A
+        # candidate's rank in lax.top_k's order is the number of candidates that beat it.
+        def beats(key_a, index_a, key_b, index_b):
+            return (key_a > key_b) | ((key_a == key_b) & (index_a < index_b))
+
+        key = _order_key(candidates)
+        eos_index = beams * vocab + eos
+        eos_logprobs, eos_key = candidates.reshape(k, vocab)[:, eos], key.reshape(k, vocab)[:, eos]
+        eos_rank = jnp.sum(beats(key, flat, eos_key[:, None], eos_index[:, None]), axis=1, dtype=jnp.int32)
+        # live one j: beaten by the live ones before it and by the eos candidates that beat it
+        live_key = _order_key(live_logprobs)
+        live_rank = beams + jnp.sum(
+            beats(eos_key[:, None], eos_index[:, None], live_key, index), axis=0, dtype=jnp.int32
+        )
+
+        # finished: the best k of the k kept and the 2k that can end, in lax.top_k's order over the
+        # kept ones then the candidates best first. Each column has a part for the kept ones, the
+        # eos candidates and the live ones.
+        penalty = length_penalty(length, alpha)
+        eos_scores, live_scores = eos_logprobs / penalty, live_logprobs / penalty
+        lowest, zeros, ones = jnp.iinfo(jnp.int32).min, jnp.zeros((k,), jnp.int32), jnp.ones((k,), bool)
+        keys = [  # compared in turn, larger first
+            [  # the score; lowest for a candidate that does not end now
+                _order_key(state.scores[:k]),
+                jnp.where(eos_rank < 2 * k, _order_key(eos_scores), lowest),
+                jnp.where(length == max_len, _order_key(live_scores), lowest),
+            ],
+            [k - beams, -eos_rank, -live_rank],  # the kept ones first, in order, then the candidates in theirs
+        ]
+        values = [
+            [state.scores[:k], eos_scores, live_scores],
+            [beams, k + beams, k + parent],  # the row of tokens it extends (or keeps)
+            [zeros, zeros + eos, token],  # the token it adds
+            [~ones, ones, ones],  # whether it adds one
+        ]
+        finished_scores, source, added, new = _take_first(keys, values, k)
+        can_improve = jnp.max(live_logprobs) / length_penalty(max_len, alpha) > jnp.min(finished_scores)
+        return BeamState(
+            step=length,
+            last=token,
+            tokens=write(
+                state,
+                jnp.concatenate([source, k + parent]),
+                jnp.concatenate([added, token]),
+                jnp.concatenate([new, jnp.ones((k,), bool)]),
+            ),
+            scores=jnp.concatenate([finished_scores, live_logprobs]),
+            live_carry=gather_carry(new_carry, parent),
+            searching=(length < max_len) & can_improve,
+        )
+
+    n = k if eos is None else 2 * k
     init = BeamState(
         step=jnp.zeros((), jnp.int32),
-        live_tokens=jnp.full((k, max_len), pad_id, jnp.int32),
-        live_logprobs=jnp.full((k,), neg_inf).at[0].set(0.0),  # one live hypothesis: no duplicates
+        last=jnp.full((k,), bos),
+        tokens=jnp.full((n, max_len), pad_id, jnp.int32),
+        # no finished hypothesis; one live hypothesis (so no duplicates)
+        scores=jnp.full((n,), neg_inf).at[live.start].set(0.0),
         live_carry=jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (k, *jnp.shape(c))), carry),
-        finished_tokens=jnp.full((k, max_len), pad_id, jnp.int32),
-        finished_scores=jnp.full((k,), neg_inf),
-        finished_lengths=jnp.zeros((k,), jnp.int32),
+        searching=None if eos is None else jnp.asarray(True),
     )
-    final = lax.while_loop(cond, body, init)
-    return BeamOutput(final.finished_tokens, final.finished_lengths, final.finished_scores)
+    if eos is None:
+        final = lax.while_loop(lambda state: state.step < max_len, body_without_eos, init)
+        # every hypothesis ends at max_len; as in a merge with k empty finished slots, a -inf
+        # hypothesis leaves its slot empty
+        scores = final.scores / length_penalty(max_len, alpha)
+        found = scores > neg_inf
+        return BeamOutput(jnp.where(found[:, None], final.tokens, pad_id), jnp.where(found, final.step, 0), scores)
+    final = lax.while_loop(lambda state: state.searching, body, init)
+    # a finished hypothesis ends in its only eos, or at max_len; an empty slot has score -inf
+    tokens, scores = final.tokens[:k], final.scores[:k]
+    has_eos = tokens == eos
+    lengths = jnp.where(jnp.any(has_eos, axis=1), jnp.argmax(has_eos, axis=1) + 1, max_len)
+    return BeamOutput(tokens, jnp.where(scores == neg_inf, 0, lengths).astype(jnp.int32), scores)
 
 
 # --------------------------------------------------------------------------------------------

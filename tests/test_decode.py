@@ -1,9 +1,12 @@
-"""Decoding: oracles (Markov chain, exhaustive search), beam 1 == greedy, vmap, sampling, no retrace."""
+"""Decoding: oracles (Markov chain, exhaustive search, step-by-step reference), beam 1 == greedy, vmap, sampling,
+no retrace."""
 
+import functools
 import itertools
 import math
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -209,3 +212,124 @@ def test_no_eos_means_full_length_and_errors_are_named():
         rj.decode.greedy(lm_step, params, start_carry(params), 0, max_len=0)
     with pytest.raises(ValueError, match=r"step_fn: expected logits of shape \[v\]"):
         rj.decode.greedy(lambda p, c, t: (c, jnp.zeros((2, 3))), params, (), 0, max_len=2)
+
+
+def reference_beam_search(step_fn, params, carry, bos, *, beam_size, max_len, eos, alpha, pad_id=0):
+    """The documented algorithm in plain Python, one hypothesis at a time and every step (no early stop).
+
+    Each step: the best 2k of the k v candidates (by log-probability, ties to the lower index
+    ``beam * v + token``, as ``lax.top_k``); those that end join the finished ones, the best k
+    kept by score (ties: the kept ones first, then the candidates in order); the first k that do
+    not end stay live.
+    """
+    step = jax.jit(step_fn)
+    k, neg_inf = beam_size, np.float32(-np.inf)
+    live = [((), np.float32(0.0), carry, bos)] + [((), neg_inf, carry, bos)] * (k - 1)  # tokens, log p, carry, last
+    finished = [((), neg_inf)] * k  # tokens, score
+    for t in range(max_len):
+        length, penalty = t + 1, np.float32(((5.0 + t + 1) / 6.0) ** alpha)
+        candidates = []  # log p, index, tokens, carry
+        for b, (tokens, logp, carry, last) in enumerate(live):
+            carry, logits = step(params, carry, last)
+            log_probs = np.asarray(jax.nn.log_softmax(logits.astype(jnp.float32)))
+            candidates += [(logp + lp, b * len(log_probs) + v, (*tokens, v), carry) for v, lp in enumerate(log_probs)]
+        best = sorted(candidates, key=lambda c: (-c[0], c[1]))[: 2 * k]
+        ends = [c[2][-1] == eos or length == max_len for c in best]
+        merged = [(score, 0, i, tokens) for i, (tokens, score) in enumerate(finished)]
+        merged += [(c[0] / penalty, 1, j, c[2]) for j, (c, end) in enumerate(zip(best, ends, strict=True)) if end]
+        finished = [(tokens, score) for score, _, _, tokens in sorted(merged, key=lambda m: (-m[0], m[1], m[2]))[:k]]
+        live = [(c[2], c[0], c[3], c[2][-1]) for c, end in zip(best, ends, strict=True) if not end][:k]
+        live += [((), neg_inf, carry, bos)] * (k - len(live))
+    tokens, lengths = np.full((k, max_len), pad_id), np.zeros(k, int)
+    for i, (hyp, score) in enumerate(finished):
+        if score > neg_inf:  # else an empty slot
+            tokens[i, : len(hyp)], lengths[i] = hyp, len(hyp)
+    return tokens, lengths, np.array([score for _, score in finished], np.float32)
+
+
+def check_against_reference(step_fn, params, carry, bos, rtol=1e-6, **kwargs):
+    want = reference_beam_search(step_fn, params, carry, bos, **kwargs)
+    got = rj.decode.beam_search(step_fn, params, carry, bos, **kwargs)
+    np.testing.assert_array_equal(got.tokens, want[0])
+    np.testing.assert_array_equal(got.lengths, want[1])
+    np.testing.assert_allclose(got.scores, want[2], rtol=rtol)
+
+
+def markov_step_logits(params, carry, token):
+    return carry, params[token]
+
+
+def integer_chain(seed, vocab=5, eos=None):
+    """A Markov chain whose log-probabilities are exact integers (many exact ties), or -inf.
+
+    The likeliest next token (often eos) has log-probability 0, the others <= -20, so
+    log_softmax leaves them as they are (exp(-20) vanishes next to 1) and path sums are exact.
+    """
+    rng = np.random.default_rng(seed)
+    logits = -rng.integers(20, 24, size=(vocab, vocab)).astype(np.float32)
+    logits[rng.random((vocab, vocab)) < 0.2] = -np.inf
+    likeliest = rng.integers(0, vocab, size=vocab)
+    if eos is not None:
+        likeliest = np.where(rng.random(vocab) < 0.5, eos, likeliest)
+    logits[np.arange(vocab), likeliest] = 0.0
+    return jnp.asarray(logits)
+
+
+@pytest.mark.parametrize("beam_size", [1, 2, 4])
+@pytest.mark.parametrize("eos, max_len, alpha", [(None, 4, 0.0), (None, 3, 0.6), (3, 5, 0.0), (3, 4, 1.0), (0, 3, 0.6)])
+def test_beam_search_equals_the_step_by_step_reference_with_ties(beam_size, eos, max_len, alpha):
+    for seed in range(6):
+        logits = integer_chain(seed, eos=eos)
+        np.testing.assert_array_equal(jax.nn.log_softmax(logits), logits)  # exact integer log-probabilities
+        check_against_reference(
+            markov_step_logits, logits, (), seed % 5, beam_size=beam_size, max_len=max_len, eos=eos, alpha=alpha
+        )
+
+
+PRECISE_CELL = rj.GRUCell(H, precision="highest")
+
+
+def precise_lm_step(params, carry, token):
+    carry, h = PRECISE_CELL.step(params["cell"], carry, params["embed"][token])
+    return carry, jnp.dot(h, params["w"], precision="highest") + params["b"]
+
+
+@pytest.mark.parametrize("beam_size", [1, 2, 3])
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_narrow_beam_equals_the_step_by_step_reference_on_a_language_model(beam_size, alpha):
+    # narrow beams on a 3-token vocabulary with eos: the 2k best, the finished/live split and the
+    # early stop all matter (a wide beam is exhaustive)
+    for seed in range(8):
+        params = make_lm(seed, scale=1.0 + seed % 2)
+        kwargs = dict(beam_size=beam_size, max_len=6, eos=EOS, alpha=alpha)
+        check_against_reference(precise_lm_step, params, start_carry(params), seed % V, rtol=1e-5, **kwargs)
+
+
+def test_eos_outside_the_vocabulary_is_named():
+    with pytest.raises(ValueError, match="eos: expected a token id below the vocabulary size 5, got 5"):
+        rj.decode.beam_search(markov_step_logits, integer_chain(0), (), 0, beam_size=2, max_len=3, eos=5)
+    with pytest.raises(ValueError, match="eos: expected a token id below the vocabulary size 5, got 7"):
+        rj.decode.greedy(markov_step_logits, integer_chain(0), (), 0, max_len=3, eos=7)
+
+
+def test_without_eos_the_search_loop_has_no_data_dependent_stop_even_batched():
+    # nothing ends before max_len, so the loop stops on its step count alone: under vmap its
+    # condition stays one boolean for the batch (no per-example stopping test, which an
+    # accelerator would read back on the host at every step), as greedy's does
+    params = make_lm(0)
+    carries = jax.vmap(lambda h: rj.HiddenCarry(h))(jnp.zeros((4, H)))
+
+    def loop_condition_shapes(fn):
+        eqns, shapes = list(jax.make_jaxpr(jax.vmap(fn))(carries).eqns), []
+        while eqns:
+            eqn = eqns.pop()
+            if eqn.primitive.name == "while":
+                shapes.append(eqn.params["cond_jaxpr"].out_avals[0].shape)
+            eqns += [e for sub in jax.extend.core.jaxprs_in_params(eqn.params) for e in sub.eqns]
+        return shapes
+
+    for beam_size in (1, 3):
+        search = functools.partial(rj.decode.beam_search, lm_step, params, beam_size=beam_size, max_len=5)
+        assert loop_condition_shapes(lambda c, search=search: search(c, 0)) == [()]
+    with_eos = functools.partial(rj.decode.beam_search, lm_step, params, beam_size=2, max_len=5, eos=EOS)
+    assert loop_condition_shapes(lambda c: with_eos(c, 0)) == [(4,)]  # with eos, each example stops on its own
