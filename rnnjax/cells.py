@@ -81,6 +81,15 @@ def _precision(value: Any) -> Any:
     )
 
 
+def _initialized(initializer: Callable, key: PRNGKey, shape: Shape, dtype) -> Array:
+    """``initializer`` run in at least float32, then cast to ``dtype``.
+
+    The orthogonal initializer's QR has no bfloat16/float16 kernel, and 16-bit sampling
+    would coarsen every initializer's distribution.
+    """
+    return initializer(key, shape, _promote(dtype, jnp.float32)).astype(dtype)
+
+
 def accumulation_dtype(dtype) -> jnp.dtype:
     """The dtype matmuls accumulate in and gates are computed in: float32 for 16-bit floats, else ``dtype``.
 
@@ -257,12 +266,8 @@ class _Cell:
         return jax.tree_util.tree_map(lambda n: jnp.zeros((n,), self.param_dtype), self._carry_sizes())
 
     def _initialize(self, initializer: Callable, key: PRNGKey, shape: Shape) -> Array:
-        """``initializer`` run in at least float32, then cast to ``param_dtype``.
-
-        The orthogonal initializer's QR has no bfloat16/float16 kernel, and 16-bit
-        sampling would coarsen every initializer's distribution.
-        """
-        return initializer(key, shape, _promote(self.param_dtype, jnp.float32)).astype(self.param_dtype)
+        """``initializer`` for a param of ``shape`` in ``param_dtype`` (see :func:`_initialized`)."""
+        return _initialized(initializer, key, shape, self.param_dtype)
 
     def _weights(self, key: PRNGKey, input_size: int, num_gates: int | None = None) -> tuple[Array, Array]:
         _checks.positive_int(input_size, "input_size")

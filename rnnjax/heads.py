@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax import _checks
-from rnnjax.cells import GLOROT_UNIFORM, DenseParams, _affine, _matmul, _promote
+from rnnjax.cells import GLOROT_UNIFORM, DenseParams, _affine, _initialized, _matmul, _promote
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -103,8 +103,7 @@ class Dense:
     def init(self, key: PRNGKey, input_size: int) -> DenseParams:
         """``DenseParams(w [f, o], b [o])`` (``b`` is None without bias)."""
         _checks.positive_int(input_size, "input_size")
-        w = self.kernel_init(key, (input_size, self.features), _promote(self.param_dtype, jnp.float32))
-        w = w.astype(self.param_dtype)
+        w = _initialized(self.kernel_init, key, (input_size, self.features), self.param_dtype)
         b = jnp.zeros((self.features,), self.param_dtype) if self.use_bias else None
         return DenseParams(w, b)
 

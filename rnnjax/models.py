@@ -133,12 +133,13 @@ class _Dtypes:
 
     def _head(self, features: int) -> Dense:
         """The output layer: logits in at least float32 when the model sets a dtype."""
-        if self.dtype is None and self.param_dtype is None:
-            return Dense(features)
         return Dense(features, param_dtype=self._param_dtype, output_dtype=self._logits_dtype)
 
     @property
     def _logits_dtype(self):
+        """None (the computation dtype) unless the model sets a dtype; then at least float32."""
+        if self.dtype is None and self.param_dtype is None:
+            return None
         return accumulation_dtype(self._param_dtype if self.dtype is None else self.dtype)
 
 
