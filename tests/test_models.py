@@ -511,7 +511,8 @@ def test_models_pass_dtypes_to_cells_and_heads_and_give_float32_logits(param_dty
         params32 = jax.tree_util.tree_map(lambda p: p.astype(jnp.float32), params)
         want = jax.jit(full.apply)(params32, *args)
         assert logits.dtype == jnp.float32 and want.dtype == jnp.float32, name
-        np.testing.assert_allclose(logits, want, atol=0.1, err_msg=name)
+        # measured: at most 2.1e-3 apart (bfloat16 rounding of inputs, activations and params)
+        np.testing.assert_allclose(logits, want, atol=1e-2, err_msg=name)
         assert not np.array_equal(logits, want), f"{name}: bfloat16 did not reach the cells"
     nested = built["tagger"](dtype=bf16).encoder  # a Stack of a Bidirectional and an RNN
     assert nested.layers[0].backward.cell.dtype == nested.layers[1].cell.dtype == bf16
