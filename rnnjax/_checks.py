@@ -7,6 +7,7 @@ only in checked mode, see :func:`rnnjax.checking`.
 
 import contextlib
 import contextvars
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,40 @@ def checking(enabled: bool = True):
 
 def is_checking() -> bool:
     return _CHECKING.get()
+
+
+class checked_jit:  # noqa: N801 -- used as a decorator, like jax.jit
+    """``jax.jit(fun)``; in checking mode ``jax.jit(checkify.checkify(fun))``, its error raised.
+
+    For the functions the library jits itself (train steps, decoders): a ``checkify.check``
+    traced inside a plain ``jit`` cannot be raised, so in checking mode the call goes to a
+    second, checkified compilation and a failed check raises ``ValueError`` (checkify's
+    ``JaxRuntimeError``) after the call. Outside checking mode nothing is added. Attributes
+    (``lower``, ``eval_shape``, ...) are those of the plain jitted function.
+    """
+
+    def __init__(self, fun=None, **jit_kwargs):
+        if fun is None:  # @checked_jit(static_argnames=...)
+            self._pending = jit_kwargs
+            return
+        self._plain = jax.jit(fun, **jit_kwargs)
+        checked = functools.wraps(fun)(lambda *args, **kwargs: checkify.checkify(fun)(*args, **kwargs))
+        self._checked = jax.jit(checked, **jit_kwargs)
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, *args, **kwargs):
+        if not hasattr(self, "_plain"):  # the decorator's second call: the function
+            return checked_jit(args[0], **self._pending)
+        if not is_checking():
+            return self._plain(*args, **kwargs)
+        error, out = self._checked(*args, **kwargs)
+        error.throw()
+        return out
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("_plain", "_checked", "_pending"):
+            raise AttributeError(name)
+        return getattr(self._plain, name)
 
 
 def _is_concrete(x) -> bool:
@@ -97,6 +132,9 @@ def length(length, num_steps: int, name: str = "length"):
     """``None``, or an integer scalar in ``[0, num_steps]``, returned as an int32 array."""
     if length is None:
         return None
+    if isinstance(length, int | np.integer) and not isinstance(length, bool) and not 0 <= length <= num_steps:
+        # before the int32 conversion, which would overflow (2**40) or wrap silently (np.int64(2**32))
+        raise ValueError(f"{name}: expected 0 <= {name} <= {num_steps} (the number of steps), got {length}")
     arr = jnp.asarray(length)
     if not jnp.issubdtype(arr.dtype, jnp.integer):
         raise TypeError(f"{name}: expected an integer scalar, got dtype {arr.dtype}")
@@ -138,6 +176,11 @@ def params_type(params, expected_type: type, cell) -> None:
 def positive_int(value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+
+def non_negative_int(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
 
 
 def token_ids(ids, name: str, ndim: int | None = None, shape: str = ""):

@@ -6,8 +6,8 @@ per-step loss of a cell's output, and the sequence loss is its sum over steps
 gradient of that same quantity, which the tests check against each other.
 """
 
+import functools
 import json
-import math
 import os
 import time
 import warnings
@@ -32,20 +32,35 @@ StepLoss = Callable[[Array, Any], Array]
 # --- train steps -------------------------------------------------------------------------------
 
 
-def _update(optimizer, clip_norm, grads, opt_state, params):
-    """Clip (optionally), then one optimizer update; metrics of the raw gradient."""
+def _update(optimizer, clip_norm, skip_nonfinite, loss, grads, opt_state, params):
+    """Clip (optionally), then one optimizer update; metrics of the raw gradient.
+
+    With ``skip_nonfinite`` a step whose loss or gradient norm is NaN or infinite leaves the
+    params and optimizer state as they were and reports ``skipped``.
+    """
     grad_norm = optax.tree.norm(grads)
     metrics = {"grad_norm": grad_norm}
     if clip_norm is not None:
         grads, _ = optax.clip_by_global_norm(clip_norm).update(grads, optax.EmptyState())
         metrics["clipped"] = grad_norm > clip_norm
     with jax.numpy_dtype_promotion("standard"):  # optax's internals rely on standard promotion
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, metrics
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+    if skip_nonfinite:
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep_finite = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
+        new_params, new_opt_state = keep_finite(new_params, params), keep_finite(new_opt_state, opt_state)
+        metrics["skipped"] = ~finite
+    return new_params, new_opt_state, metrics
 
 
 def make_train_step(
-    loss_fn: Callable, optimizer: optax.GradientTransformation, *, clip_norm: float | None = None, has_aux=False
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    clip_norm: float | None = None,
+    has_aux=False,
+    skip_nonfinite: bool = False,
 ):
     """One jitted, pure training step from a loss and an optax optimizer.
 
@@ -57,11 +72,17 @@ def make_train_step(
         optax.adam(lr))``) works too, but then the step cannot report whether it clipped.
       clip_norm: clip the gradient to this global norm before ``optimizer`` and report it.
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+      skip_nonfinite: a step whose loss or gradient norm is NaN or infinite changes nothing
+        (params and optimizer state stay as they were) and reports ``skipped``; :func:`fit`
+        counts such steps instead of stopping. Off by default: a non-finite loss or gradient
+        norm is reported in the metrics, and :func:`fit` stops at it.
 
     Returns:
       ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``, jitted once per
-      shape; ``metrics`` holds ``loss``, ``grad_norm`` (before clipping) and, with ``clip_norm``,
-      ``clipped``.
+      shape; ``metrics`` holds ``loss``, ``grad_norm`` (before clipping; with ``clip_norm`` an
+      infinite norm would zero the update, so check it), with ``clip_norm`` ``clipped`` and with
+      ``skip_nonfinite`` ``skipped``. Inside :func:`rnnjax.checking` the step runs the library's
+      value checks (a failed one raises ``ValueError``).
 
     Example:
         >>> import jax, jax.numpy as jnp, optax, rnnjax as rj
@@ -79,20 +100,24 @@ def make_train_step(
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
-    @jax.jit
+    @_checks.checked_jit
     def step(params, opt_state, batch, key):
         if has_aux:
             (loss, aux), grads = grad_fn(params, batch, key)
         else:
             (loss, grads), aux = grad_fn(params, batch, key), {}
-        params, opt_state, metrics = _update(optimizer, clip_norm, grads, opt_state, params)
+        params, opt_state, metrics = _update(optimizer, clip_norm, skip_nonfinite, loss, grads, opt_state, params)
         return params, opt_state, {"loss": loss, **metrics, **aux}
 
     return step
 
 
 def make_stateful_train_step(
-    loss_fn: Callable, optimizer: optax.GradientTransformation, *, clip_norm: float | None = None
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    clip_norm: float | None = None,
+    skip_nonfinite: bool = False,
 ):
     """A train step that carries the recurrent carry from one window of a stream to the next.
 
@@ -103,7 +128,8 @@ def make_stateful_train_step(
     Args:
       loss_fn: ``loss_fn(params, carry, batch, key) -> (loss, new_carry)``.
       optimizer: an optax transformation.
-      clip_norm: as in :func:`make_train_step`.
+      clip_norm, skip_nonfinite: as in :func:`make_train_step` (a skipped step keeps the
+        incoming carry too).
 
     Returns:
       ``step(params, opt_state, carry, batch, key) -> (params, opt_state, carry, metrics)``, jitted.
@@ -126,11 +152,13 @@ def make_stateful_train_step(
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    @jax.jit
+    @_checks.checked_jit
     def step(params, opt_state, carry, batch, key):
-        (loss, carry), grads = grad_fn(params, lax.stop_gradient(carry), batch, key)
-        params, opt_state, metrics = _update(optimizer, clip_norm, grads, opt_state, params)
-        return params, opt_state, carry, {"loss": loss, **metrics}
+        (loss, new_carry), grads = grad_fn(params, lax.stop_gradient(carry), batch, key)
+        params, opt_state, metrics = _update(optimizer, clip_norm, skip_nonfinite, loss, grads, opt_state, params)
+        if skip_nonfinite:
+            new_carry = jax.tree.map(lambda new, old: jnp.where(metrics["skipped"], old, new), new_carry, carry)
+        return params, opt_state, new_carry, {"loss": loss, **metrics}
 
     return step
 
@@ -235,8 +263,8 @@ def truncated_bptt_grad(
     _checks.positive_int(k1, "k1")
     if not isinstance(k2, int) or k2 < k1:
         raise ValueError(f"k2: expected an integer >= k1 = {k1}, got {k2!r}")
-    if num_steps % k1:
-        raise ValueError(f"xs: expected a number of steps divisible by k1 = {k1}, got {num_steps}")
+    if num_steps == 0 or num_steps % k1:
+        raise ValueError(f"xs: expected a positive number of steps divisible by k1 = {k1}, got {num_steps}")
 
     def first_carry(p):
         return cell.initial_carry(p) if carry is None else carry
@@ -551,6 +579,58 @@ def restore_checkpoint(checkpoint_dir: str | Path, params: Params, opt_state, ke
         manager.close()
 
 
+def _start_step(manager, directory: Path, num_steps: int, resume: bool) -> int:
+    """The step a run starts from: 0, or with ``resume`` the latest checkpoint's; errors before any write."""
+    latest = manager.latest_step()
+    if latest is None:
+        return 0
+    if not resume:
+        raise ValueError(
+            f"checkpoint_dir: {directory} already holds checkpoints of a run (latest step {latest}); pass "
+            "resume=True to continue it, or another checkpoint_dir (nothing was written)"
+        )
+    if latest > num_steps:
+        raise ValueError(
+            f"num_steps: {num_steps} is below the step {latest} of the checkpoint to resume in {directory}"
+        )
+    return latest
+
+
+def _latest(manager, directory: Path) -> str:
+    step = manager.latest_step()
+    return "none (nothing was saved)" if step is None else f"{directory / str(step)}"
+
+
+@jax.jit
+def _all_finite(tree) -> Array:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _metrics_lines_until(path: Path, step: int) -> list[str]:
+    """The JSONL records of ``path`` up to ``step``; a torn or blank last line is dropped with a warning."""
+    lines = path.read_text().splitlines()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
+            if number == len(lines):  # a run killed while writing its last record
+                warnings.warn(
+                    f"metrics_path: dropped the torn last line {number} of {path}: {line[:60]!r}", stacklevel=3
+                )
+                break
+            raise ValueError(
+                f"metrics_path: line {number} of {path} is not a record with a step: {line[:60]!r}; "
+                "repair or move the file"
+            )
+        if record["step"] <= step:
+            kept.append(line)
+    return kept
+
+
 def fit(
     train_step: Callable,
     params: Params,
@@ -582,6 +662,16 @@ def fit(
     them ``fit`` warns when it keeps checkpoints, and a resumed run matches only to rounding.
     A checkpoint that cannot be restored raises ``ValueError`` naming it; it is never ignored.
 
+    Nothing is lost or saved wrong: a ``checkpoint_dir`` that already holds checkpoints, or a
+    non-empty ``metrics_path``, is an error without ``resume=True`` (raised before anything is
+    written); every save is checked. Every step's ``loss`` and ``grad_norm`` metrics are
+    checked for NaN and infinity (without a device wait per step: at the next log, evaluation
+    or checkpoint), and the params and optimizer state before each save: a non-finite value
+    raises ``FloatingPointError`` naming the first bad step, before it could be saved, so the
+    latest checkpoint holds the last finite params. A step that reports ``skipped``
+    (``make_train_step(..., skip_nonfinite=True)``) is counted instead (``skipped_steps`` in
+    the logged records).
+
     Args:
       train_step: ``(params, opt_state, batch, key) -> (params, opt_state, metrics)``, e.g.
         from :func:`make_train_step`.
@@ -590,13 +680,14 @@ def fit(
       num_steps: total number of steps (counting those before a resume).
       key: base PRNG key.
       eval_fn: ``eval_fn(params) -> dict`` of metrics, run every ``eval_every`` steps and at the end.
-      log_every: steps between metric records (each one waits for the device).
+      log_every: steps between metric records (each one waits for the device); positive.
       checkpoint_dir: where to keep checkpoints (None: none).
       checkpoint_every: steps between checkpoints (0: only at the end).
-      max_to_keep: checkpoints kept.
-      metrics_path: a JSONL file with one record per log (appended; on resume, records past
-        the restored step are dropped).
-      resume: continue from the latest checkpoint if there is one.
+      max_to_keep: checkpoints kept; positive.
+      metrics_path: a JSONL file with one record per log. On resume, records past the restored
+        step are dropped, and so is a torn last line (a run killed while writing it; warned).
+      resume: continue from the latest checkpoint if there is one (its step must not exceed
+        ``num_steps``).
       progress: show a tqdm progress bar.
 
     Returns:
@@ -620,11 +711,34 @@ def fit(
     from tqdm.auto import tqdm
 
     _checks.positive_int(num_steps, "num_steps")
+    _checks.positive_int(log_every, "log_every")
+    _checks.positive_int(max_to_keep, "max_to_keep")
+    _checks.non_negative_int(checkpoint_every, "checkpoint_every")
+    _checks.non_negative_int(eval_every, "eval_every")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume: needs a checkpoint_dir to resume from, got checkpoint_dir=None")
+    if metrics_path is not None:
+        metrics_path = Path(metrics_path)
+        if not resume and metrics_path.exists() and metrics_path.stat().st_size:
+            raise ValueError(
+                f"metrics_path: {metrics_path} already holds the records of an earlier run; pass resume=True "
+                "to continue that run, or another metrics_path (nothing was written)"
+            )
+    key_data = jax.random.key_data(key)
     start, history = 0, []
     manager = None
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
+        if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
+            raise ValueError(f"checkpoint_dir: expected a directory, got the file {checkpoint_dir}")
         manager = _checkpoint_manager(checkpoint_dir, max_to_keep)
+        try:
+            start = _start_step(manager, checkpoint_dir, num_steps, resume)
+            if start:
+                params, opt_state, start = _restore(manager, start, checkpoint_dir, params, opt_state, key_data)
+        except BaseException:
+            manager.close()
+            raise
         if not is_deterministic():
             warnings.warn(
                 f"fit: {jax.default_backend()} kernels are not deterministic, so a run resumed from "
@@ -633,19 +747,10 @@ def fit(
                 "(rnnjax.train.deterministic_xla_flags)",
                 stacklevel=2,
             )
-    elif resume:
-        raise ValueError("resume: needs a checkpoint_dir to resume from, got checkpoint_dir=None")
-
-    key_data = jax.random.key_data(key)
-    if resume and manager.latest_step() is not None:
-        params, opt_state, start = _restore(manager, manager.latest_step(), checkpoint_dir, params, opt_state, key_data)
 
     metrics_file = None
     if metrics_path is not None:
-        metrics_path = Path(metrics_path)
-        kept = []
-        if resume and metrics_path.exists():
-            kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= start]
+        kept = _metrics_lines_until(metrics_path, start) if resume and metrics_path.exists() else []
         metrics_path.write_text("".join(line + "\n" for line in kept))
         metrics_file = metrics_path.open("a")
 
@@ -655,28 +760,70 @@ def fit(
             metrics_file.write(json.dumps(entry) + "\n")
             metrics_file.flush()
 
+    # Every step's loss and gradient norm are checked, without waiting for the device after
+    # each step: they are kept (on the device) until the next log, evaluation or checkpoint.
+    unchecked, skipped = [], 0
+
+    def check_finite():
+        nonlocal skipped
+        values = jax.device_get(
+            [[metrics.get(k) for k in ("loss", "grad_norm", "skipped")] for _, metrics in unchecked]
+        )
+        for (done, _), (loss, grad_norm, was_skipped) in zip(unchecked, values, strict=True):
+            if was_skipped is not None and np.any(was_skipped):
+                skipped += 1
+                continue
+            for name, value in (("loss", loss), ("grad_norm", grad_norm)):
+                if value is not None and not np.all(np.isfinite(value)):
+                    kept = "" if manager is None else f"; the latest checkpoint is {_latest(manager, checkpoint_dir)}"
+                    raise FloatingPointError(
+                        f"{name}: became {value} at step {done} (batch {done - 1}){kept}. To skip such steps "
+                        "instead, make the step with make_train_step(..., skip_nonfinite=True)"
+                    )
+        unchecked.clear()
+
     def save(step):
-        manager.save(step, args=ocp.args.StandardSave(_checkpoint_state(params, opt_state, step, key_data)))
+        check_finite()
+        if not _all_finite((params, opt_state)):
+            raise FloatingPointError(
+                f"params: non-finite values after step {step} (every loss and gradient norm was finite: "
+                f"a too large update?); not saved, the latest checkpoint is {_latest(manager, checkpoint_dir)}"
+            )
+        state = _checkpoint_state(params, opt_state, step, key_data)
+        if not manager.save(step, args=ocp.args.StandardSave(state)):
+            raise RuntimeError(f"checkpoint_dir: orbax did not save step {step} in {checkpoint_dir}")
 
     batches = None if callable(data) else iter(data)
+
+    def next_batch(step):
+        try:
+            return next(batches)
+        except StopIteration:
+            raise ValueError(
+                f"data: the iterable ended after {step} batches; num_steps={num_steps} needs {num_steps}"
+            ) from None
+
     if batches is not None:
-        for _ in range(start):  # an iterable is replayed up to the resumed position
-            next(batches)
+        for step in range(start):  # an iterable is replayed up to the resumed position
+            next_batch(step)
 
     bar = tqdm(total=num_steps, initial=start, disable=not progress, unit="step")
     clock = time.perf_counter()
     try:
         for step in range(start, num_steps):
-            batch = data(step) if batches is None else next(batches)
+            batch = data(step) if batches is None else next_batch(step)
             params, opt_state, metrics = train_step(params, opt_state, batch, jax.random.fold_in(key, step))
             done = step + 1
+            unchecked.append((done, metrics))
             if done % log_every == 0 or done == num_steps:
+                check_finite()
                 entry = {"step": done, **_to_python(metrics), "time": time.perf_counter() - clock}
-                if not math.isfinite(entry.get("loss", 0.0)):
-                    raise FloatingPointError(f"loss: became {entry['loss']} at step {done}")
+                if "skipped" in metrics:
+                    entry["skipped_steps"] = skipped
                 record(entry)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k in ("loss", "grad_norm")})
             if eval_fn is not None and ((eval_every and done % eval_every == 0) or done == num_steps):
+                check_finite()
                 record({"step": done, **{f"eval_{k}": v for k, v in _to_python(eval_fn(params)).items()}})
             if manager is not None and ((checkpoint_every and done % checkpoint_every == 0) or done == num_steps):
                 save(done)

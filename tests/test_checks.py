@@ -4,6 +4,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from jax.experimental import checkify
 
@@ -31,6 +32,12 @@ def params():
         (dict(xs=jnp.ones((5, 3), jnp.int32)), TypeError, "xs: expected a floating dtype"),
         (dict(length=6), ValueError, "length: expected 0 <= length <= 5 (the number of steps), got 6"),
         (dict(length=-1), ValueError, "length: expected 0 <= length <= 5 (the number of steps), got -1"),
+        (dict(length=2**40), ValueError, "length: expected 0 <= length <= 5 (the number of steps), got 1099511627776"),
+        (  # would wrap to 2 in int32
+            dict(length=np.int64(2**32 + 2)),
+            ValueError,
+            "length: expected 0 <= length <= 5 (the number of steps), got 4294967298",
+        ),
         (dict(length=2.0), TypeError, "length: expected an integer scalar, got dtype float"),
         (dict(length=jnp.array([2, 3])), ValueError, "length: expected a scalar"),
         (dict(carry=rj.HiddenCarry(jnp.zeros(4))), ValueError, "carry: expected a pytree of structure"),

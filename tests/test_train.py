@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,13 +167,18 @@ def test_truncated_bptt_matches_its_definition_and_differs_from_bptt(k1, k2, x64
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
-    [(dict(k1=5), "xs: expected a number of steps divisible by k1 = 5, got 12"), (dict(k1=4, k2=3), "k2: expected")],
+    "num_steps, kwargs, message",
+    [
+        (12, dict(k1=5), "xs: expected a positive number of steps divisible by k1 = 5, got 12"),
+        (0, dict(k1=2), "xs: expected a positive number of steps divisible by k1 = 2, got 0"),
+        (12, dict(k1=4, k2=3), "k2: expected"),
+    ],
 )
-def test_truncated_bptt_argument_errors(kwargs, message):
+def test_truncated_bptt_argument_errors(num_steps, kwargs, message):
     cell = rj.ElmanCell(4)
+    xs, targets = jnp.ones((num_steps, 3)), jnp.ones((num_steps, 4))
     with pytest.raises(ValueError, match=message):
-        rj.train.truncated_bptt_grad(cell, random_params(cell), jnp.ones((12, 3)), jnp.ones((12, 4)), mse, **kwargs)
+        rj.train.truncated_bptt_grad(cell, random_params(cell), xs, targets, mse, **kwargs)
 
 
 # --- diagnostics -------------------------------------------------------------------------------
@@ -295,3 +301,179 @@ def test_resume_needs_a_checkpoint_dir():
             key=jax.random.key(0),
             resume=True,
         )
+
+
+# --- fit: nothing lost, nothing non-finite saved -------------------------------------------------
+
+
+def directory_bytes(path: Path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def fit_regression(tmp_path, data=None, *, step_fn=None, **kwargs):
+    """fit on the regression problem (GRU, Adam), checkpoints in tmp_path/ckpt unless given otherwise."""
+    params, batch, loss_fn = regression_problem()
+    optimizer = optax.adam(1e-2)
+    step_fn = step_fn or rj.train.make_train_step(loss_fn, optimizer)
+    kwargs = {
+        "num_steps": 4,
+        "key": jax.random.key(0),
+        "checkpoint_dir": tmp_path / "ckpt",
+        "progress": False,
+        **kwargs,
+    }
+    return rj.train.fit(step_fn, params, optimizer.init(params), data or (lambda s: batch), **kwargs)
+
+
+def nan_at(step_index):
+    """Batches of the regression problem, with NaN inputs for the step ``step_index`` (0-based)."""
+    _, batch, _ = regression_problem()
+    return lambda s: {**batch, "xs": batch["xs"] * (jnp.nan if s == step_index else 1.0)}
+
+
+def test_fit_into_a_directory_with_checkpoints_needs_resume_and_writes_nothing(tmp_path):
+    fit_regression(tmp_path, metrics_path=tmp_path / "ckpt" / "metrics.jsonl", log_every=2)
+    before = directory_bytes(tmp_path)
+    with pytest.raises(ValueError, match=r"checkpoint_dir: .*ckpt already holds checkpoints .*resume=True"):
+        fit_regression(tmp_path, num_steps=8)
+    with pytest.raises(ValueError, match=r"metrics_path: .*metrics.jsonl already holds the records .*resume=True"):
+        fit_regression(tmp_path, num_steps=8, checkpoint_dir=None, metrics_path=tmp_path / "ckpt" / "metrics.jsonl")
+    assert directory_bytes(tmp_path) == before
+    assert fit_regression(tmp_path, num_steps=8, resume=True).step == 8  # with resume it continues
+
+
+def test_a_non_finite_loss_stops_fit_at_its_step_before_any_save(tmp_path):
+    # the issue's case: the NaN is at step 4, between logs, at a checkpoint step
+    kwargs = dict(num_steps=10, checkpoint_every=2, max_to_keep=3, log_every=10)
+    with pytest.raises(
+        FloatingPointError, match=r"loss: became nan at step 4 \(batch 3\); the latest checkpoint is .*ckpt/2"
+    ):
+        fit_regression(tmp_path, nan_at(3), **kwargs)
+    params, _, _ = regression_problem()
+    optimizer = optax.adam(1e-2)
+    restored, _, at = rj.train.restore_checkpoint(tmp_path / "ckpt", params, optimizer.init(params), jax.random.key(0))
+    assert at == 2 and all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored))
+    assert sorted(int(p.name) for p in (tmp_path / "ckpt").iterdir() if p.name.isdigit()) == [2]
+
+
+def test_an_infinite_gradient_under_clipping_stops_fit(tmp_path):
+    # the loss stays finite, the gradient norm overflows: clipping by it would zero the update silently
+    params, batch, loss_fn = regression_problem()
+
+    def huge(p, b, key):
+        return loss_fn(p, b, key) + b["scale"] * jnp.sum(p.b)  # p.b = 0: the loss is unchanged
+
+    step = rj.train.make_train_step(huge, optax.adam(1e-2), clip_norm=1.0)
+
+    def data(s):
+        return {**batch, "scale": jnp.float32(1e30 if s == 5 else 0.0)}
+
+    with pytest.raises(FloatingPointError, match=r"grad_norm: became inf at step 6"):
+        fit_regression(tmp_path, data, step_fn=step, num_steps=8, checkpoint_dir=None)
+
+
+def test_non_finite_params_are_never_saved(tmp_path):
+    params, batch, loss_fn = regression_problem()
+    step = rj.train.make_train_step(loss_fn, optax.chain(optax.scale(1e30), optax.scale(1e30)))  # an overflowing update
+    with pytest.raises(FloatingPointError, match=r"params: non-finite values after step 1 .*not saved"):
+        fit_regression(tmp_path, step_fn=step, num_steps=4, checkpoint_every=1)
+    assert not any(p.name.isdigit() for p in (tmp_path / "ckpt").iterdir())
+
+
+def test_skip_nonfinite_keeps_the_state_and_fit_counts_the_skipped_steps(tmp_path):
+    params, batch, loss_fn = regression_problem()
+    optimizer = optax.adam(1e-2)
+    step = rj.train.make_train_step(loss_fn, optimizer, skip_nonfinite=True)
+    opt_state = optimizer.init(params)
+    bad = {**batch, "xs": batch["xs"] * jnp.nan}
+    new_params, new_state, metrics = step(params, opt_state, bad, jax.random.key(0))
+    assert bool(metrics["skipped"])
+    assert_trees_close((new_params, new_state), (params, opt_state), rtol=0, atol=0)
+    _, _, metrics = step(params, opt_state, batch, jax.random.key(0))
+    assert not bool(metrics["skipped"])
+    result = fit_regression(tmp_path, nan_at(3), step_fn=step, num_steps=6, log_every=3)
+    assert [(r["step"], r["skipped_steps"]) for r in result.history] == [(3, 0), (6, 1)]
+
+
+def test_stateful_step_skips_a_non_finite_window_keeping_the_carry():
+    cell = rj.LSTMCell(4)
+    params = cell.init(jax.random.key(0), 3)
+    optimizer = optax.sgd(0.1)
+
+    def window_loss(params, carry, xs, key):
+        carry, ys = rj.unroll(cell, params, xs, carry)
+        return jnp.mean(ys**2), carry
+
+    step = rj.train.make_stateful_train_step(window_loss, optimizer, skip_nonfinite=True)
+    carry = jax.tree.map(lambda c: c + 0.5, cell.initial_carry(params))
+    new_params, _, new_carry, metrics = step(params, optimizer.init(params), carry, jnp.full((5, 3), jnp.nan), None)
+    assert bool(metrics["skipped"])
+    assert_trees_close((new_params, new_carry), (params, carry), rtol=0, atol=0)
+
+
+def test_resume_drops_a_torn_last_metrics_line_with_a_warning(tmp_path):
+    metrics = tmp_path / "ckpt" / "metrics.jsonl"
+    fit_regression(tmp_path, metrics_path=metrics, log_every=2)
+    with metrics.open("a") as f:
+        f.write('{"step": 6, "lo')  # killed mid-write
+    with pytest.warns(UserWarning, match=r"metrics_path: dropped the torn last line 3 of .*metrics.jsonl"):
+        fit_regression(tmp_path, metrics_path=metrics, log_every=2, num_steps=8, resume=True)
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [2, 4, 6, 8]
+    # a damaged line in the middle is not guessed at: the error names the file and the line
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"metrics_path: line 2 of .*metrics.jsonl is not a record"):
+        fit_regression(tmp_path, metrics_path=metrics, num_steps=10, resume=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"log_every": 0}, ValueError, "log_every: expected a positive integer, got 0"),
+        ({"max_to_keep": 0}, ValueError, "max_to_keep: expected a positive integer, got 0"),
+        ({"checkpoint_every": -1}, ValueError, "checkpoint_every: expected a non-negative integer, got -1"),
+        ({"eval_every": -2}, ValueError, "eval_every: expected a non-negative integer, got -2"),
+        ({"num_steps": 0}, ValueError, "num_steps: expected a positive integer, got 0"),
+    ],
+)
+def test_fit_argument_errors(tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        fit_regression(tmp_path, **kwargs)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_fit_data_and_resume_errors(tmp_path):
+    _, batch, _ = regression_problem()
+    with pytest.raises(ValueError, match=r"data: the iterable ended after 3 batches; num_steps=4 needs 4"):
+        fit_regression(tmp_path, [batch] * 3, checkpoint_dir=None)
+    fit_regression(tmp_path, num_steps=4)
+    with pytest.raises(ValueError, match=r"num_steps: 2 is below the step 4 of the checkpoint to resume in .*ckpt"):
+        fit_regression(tmp_path, num_steps=2, resume=True)
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(ValueError, match=r"checkpoint_dir: expected a directory, got the file .*file"):
+        fit_regression(tmp_path, checkpoint_dir=tmp_path / "file")
+
+
+def test_checking_mode_reaches_inside_the_jitted_train_steps():
+    params, batch, loss_fn = regression_problem()
+    optimizer = optax.adam(1e-2)
+    step = rj.train.make_train_step(loss_fn, optimizer)
+    bad = {**batch, "xs": batch["xs"].at[0, 0, 0].set(jnp.nan)}
+    step(params, optimizer.init(params), bad, None)  # unchecked: runs
+    with rj.checking(), pytest.raises(ValueError, match=r"xs: expected finite values, got NaN or inf"):
+        step(params, optimizer.init(params), bad, None)
+    # a traced length out of range
+    cell = rj.GRUCell(8)
+
+    def lengths_loss(p, b, key):
+        return jnp.mean(jax.vmap(lambda x, n: rj.unroll(cell, p, x, length=n)[1])(b["xs"], b["n"]))
+
+    step = rj.train.make_train_step(lengths_loss, optimizer)
+    long = {"xs": batch["xs"], "n": jnp.full(16, 7)}  # T = 6
+    with rj.checking(), pytest.raises(ValueError, match=r"length: expected 0 <= length <= 6"):
+        step(params, optimizer.init(params), long, None)
+    stateful = rj.train.make_stateful_train_step(
+        lambda p, c, xs, key: (jnp.mean(rj.unroll(cell, p, xs, c)[1]), rj.unroll(cell, p, xs, c)[0]), optimizer
+    )
+    with rj.checking(), pytest.raises(ValueError, match=r"xs: expected finite values"):
+        stateful(params, optimizer.init(params), cell.initial_carry(params), bad["xs"][0], None)
