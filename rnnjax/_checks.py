@@ -56,7 +56,8 @@ class checked_jit:  # noqa: N801 -- used as a decorator, like jax.jit
     traced inside a plain ``jit`` cannot be raised, so in checking mode the call goes to a
     second, checkified compilation and a failed check raises ``ValueError`` (checkify's
     ``JaxRuntimeError``) after the call. Outside checking mode nothing is added. Attributes
-    (``lower``, ``eval_shape``, ...) are those of the plain jitted function.
+    (``lower``, ``eval_shape``, ...) are those of the plain jitted function. Called while
+    tracing (inside another ``jit``), it is the plain function: checkify the outer function.
     """
 
     def __init__(self, fun=None, **jit_kwargs):
@@ -65,13 +66,15 @@ class checked_jit:  # noqa: N801 -- used as a decorator, like jax.jit
             return
         self._plain = jax.jit(fun, **jit_kwargs)
         checked = functools.wraps(fun)(lambda *args, **kwargs: checkify.checkify(fun)(*args, **kwargs))
-        self._checked = jax.jit(checked, **jit_kwargs)
+        # the checkified function returns (error, out): out_shardings would not fit, leave them to XLA
+        self._checked = jax.jit(checked, **{k: v for k, v in jit_kwargs.items() if k != "out_shardings"})
         functools.update_wrapper(self, fun)
 
     def __call__(self, *args, **kwargs):
         if not hasattr(self, "_plain"):  # the decorator's second call: the function
             return checked_jit(args[0], **self._pending)
-        if not is_checking():
+        if not is_checking() or _is_tracing(args, kwargs):
+            # called inside another transformation: a checkify around it functionalizes our checks
             return self._plain(*args, **kwargs)
         error, out = self._checked(*args, **kwargs)
         error.throw()
@@ -85,6 +88,10 @@ class checked_jit:  # noqa: N801 -- used as a decorator, like jax.jit
 
 def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
+
+
+def _is_tracing(*trees) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
 
 
 def value_check(ok, message: str) -> None:

@@ -360,6 +360,7 @@ def make_data_parallel_train_step(
     *,
     clip_norm: float | None = None,
     has_aux: bool = False,
+    skip_nonfinite: bool = False,
 ):
     """:func:`rnnjax.train.make_train_step` over a mesh: the batch split over ``data``, params replicated.
 
@@ -376,6 +377,8 @@ def make_data_parallel_train_step(
       mesh: from :func:`make_mesh`.
       clip_norm: clip the global gradient norm (see :func:`rnnjax.train.make_train_step`).
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+      skip_nonfinite: leave the state unchanged at a non-finite loss or gradient (see
+        :func:`rnnjax.train.make_train_step`).
 
     Returns:
       ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``; params and
@@ -396,7 +399,9 @@ def make_data_parallel_train_step(
         >>> sorted(metrics)
         ['grad_norm', 'loss']
     """
-    single_device_step = train.make_train_step(loss_fn, optimizer, clip_norm=clip_norm, has_aux=has_aux)
+    single_device_step = train.make_train_step(
+        loss_fn, optimizer, clip_norm=clip_norm, has_aux=has_aux, skip_nonfinite=skip_nonfinite
+    )
     whole, data_sharding = replicated(mesh), batch_sharding(mesh)
     data_devices = _data_size(mesh)
     compiled = {}  # one jit per structure and shapes of (params, opt_state)
@@ -406,7 +411,7 @@ def make_data_parallel_train_step(
         signature = structure, tuple(np.shape(leaf) for leaf in leaves)
         if signature not in compiled:
             shardings = (param_shardings(params, mesh), param_shardings(opt_state, mesh))
-            jitted = jax.jit(
+            jitted = _checks.checked_jit(
                 single_device_step, in_shardings=(*shardings, data_sharding, whole), out_shardings=(*shardings, whole)
             )
             compiled[signature] = shardings, jitted
@@ -429,6 +434,7 @@ def make_train_step(
     devices: int | None = None,
     clip_norm: float | None = None,
     has_aux: bool = False,
+    skip_nonfinite: bool = False,
 ):
     """The train step for ``devices`` devices: the single-device step on 1, data-parallel on more.
 
@@ -443,6 +449,8 @@ def make_train_step(
         over :func:`make_mesh` ``(devices)``, whose batch size must divide by ``devices``.
       clip_norm: clip the global gradient norm (see :func:`rnnjax.train.make_train_step`).
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+      skip_nonfinite: leave the state unchanged at a non-finite loss or gradient (see
+        :func:`rnnjax.train.make_train_step`).
 
     Returns:
       ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
@@ -456,8 +464,12 @@ def make_train_step(
     """
     mesh = make_mesh(devices)
     if mesh.size == 1:
-        return train.make_train_step(loss_fn, optimizer, clip_norm=clip_norm, has_aux=has_aux)
-    return make_data_parallel_train_step(loss_fn, optimizer, mesh, clip_norm=clip_norm, has_aux=has_aux)
+        return train.make_train_step(
+            loss_fn, optimizer, clip_norm=clip_norm, has_aux=has_aux, skip_nonfinite=skip_nonfinite
+        )
+    return make_data_parallel_train_step(
+        loss_fn, optimizer, mesh, clip_norm=clip_norm, has_aux=has_aux, skip_nonfinite=skip_nonfinite
+    )
 
 
 def unreplicate(tree: Params) -> Params:

@@ -243,3 +243,18 @@ def test_demo_trains_on_4_devices(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "data-parallel over 4 cpu devices: 1 per device" in run.stdout
     assert "validation bits per character" in run.stdout
+
+
+def test_sharded_step_runs_the_value_checks_in_checking_mode_and_skips_non_finite_steps():
+    params, batch, loss_fn = regression_problem()
+    optimizer = optax.adam(1e-2)
+    bad = {**batch, "xs": jnp.asarray(batch["xs"]).at[0, 0, 0].set(jnp.nan)}
+    step = parallel.make_data_parallel_train_step(loss_fn, optimizer, parallel.make_mesh(), has_aux=True)
+    assert np.isnan(step(params, optimizer.init(params), bad, jax.random.key(0))[2]["loss"])  # unchecked
+    with rj.checking(), pytest.raises(ValueError, match="xs: expected finite values, got NaN or inf"):
+        step(params, optimizer.init(params), bad, jax.random.key(0))
+    skipping = parallel.make_train_step(loss_fn, optimizer, devices=1, has_aux=True, skip_nonfinite=True)
+    new_params, _, metrics = skipping(params, optimizer.init(params), bad, jax.random.key(0))
+    assert bool(metrics["skipped"])
+    for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(a, b)
