@@ -3,11 +3,19 @@
 Strict dtype promotion is set in the root conftest.py; warnings are errors (pyproject)."""
 
 import functools
+import os
 
 import jax
 import pytest
+from hypothesis import settings
 
 import rnnjax as rj
+
+# Property tests (hypothesis): on CI the same examples every run, so a red build is reproducible;
+# locally new ones each run (and the failing ones replayed from .hypothesis/).
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 # One instance of every cell kind, small enough for float64 gradient checks.
 CELLS = {

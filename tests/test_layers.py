@@ -1,9 +1,13 @@
 """Sequence layers: RNN, Bidirectional (with padding), Stack (dropout), StackedCell."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import rnnjax as rj
 from conftest import INPUT_SIZE, random_params
@@ -133,3 +137,50 @@ def test_layers_take_and_return_carries():
     assert jax.tree_util.tree_structure(start) == jax.tree_util.tree_structure(carries)
     moved, _ = stack.apply_with_carry(params, xs, carries, length=6)
     assert not np.allclose(moved[1].h, last.h)
+
+
+# --- property: any input either raises a clear error or equals the valid-prefix reference --------
+
+ARGUMENT_ERROR = r"^[a-z_]+(\.[a-z_]+|\[\d+\])*: "  # messages start with the argument's name
+
+PROPERTY_LAYERS = {
+    "rnn": rj.RNN(rj.GRUCell(3)),
+    "reverse": rj.RNN(rj.LSTMCell(3), reverse=True),
+    "bidirectional": rj.Bidirectional(rj.RNN(rj.ElmanCell(3)), rj.RNN(rj.GRUCell(3))),
+    "stack": rj.Stack([rj.RNN(rj.LSTMCell(3)), rj.RNN(rj.ElmanCell(2), reverse=True)]),
+}
+
+
+def valid_prefix_reference(layer, params, xs, n):
+    """What ``length=n`` means for every layer: the layer on the first n steps, zeros after."""
+    if n == 0:
+        return np.zeros((len(xs), layer.output_size))
+    ys = np.asarray(layer.apply(params, xs[:n]))
+    return np.concatenate([ys, np.zeros((len(xs) - n, ys.shape[-1]))])
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(PROPERTY_LAYERS)),
+    num_steps=st.integers(0, 5),
+    length=st.one_of(st.none(), st.integers(-2, 7)),
+    features=st.sampled_from([INPUT_SIZE, INPUT_SIZE + 1]),
+    dtype=st.sampled_from(["float32", "int32"]),
+    batched=st.booleans(),
+)
+def test_layers_raise_a_named_error_or_equal_the_valid_prefix_reference(
+    name, num_steps, length, features, dtype, batched
+):
+    layer = PROPERTY_LAYERS[name]
+    params = layer.init(jax.random.key(0), INPUT_SIZE)
+    xs = np.asarray(np.random.default_rng(num_steps).normal(size=(num_steps, features)), dtype)
+    try:
+        ys = layer.apply(params, xs[None] if batched else xs, length=length)
+    except (ValueError, TypeError) as error:
+        assert re.match(ARGUMENT_ERROR, str(error)), str(error)
+        bad_length = length is not None and not 0 <= length <= num_steps
+        assert batched or features != INPUT_SIZE or dtype != "float32" or bad_length, str(error)
+        return
+    assert not batched and features == INPUT_SIZE and dtype == "float32"
+    n = num_steps if length is None else length
+    np.testing.assert_allclose(ys, valid_prefix_reference(layer, params, xs, n), rtol=1e-5, atol=1e-6)
