@@ -486,7 +486,7 @@ class Captioner:
 # ----------------------------------------------------------------------------- decoding and scores
 
 
-@functools.partial(jax.jit, static_argnames=("model", "beam_size", "max_len", "alpha"))
+@_checks.checked_jit(static_argnames=("model", "beam_size", "max_len", "alpha"))
 def decode_captions(
     model: Captioner, params: CaptionerParams, images: Array, *, max_len: int, beam_size: int | None = None, alpha=0.0
 ) -> tuple[Array, Array]:
