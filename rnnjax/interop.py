@@ -33,6 +33,7 @@ torch and Keras are imported lazily, inside the functions that need them.
 import os
 import pickle
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -307,8 +308,8 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Raises:
       ImportError: the file needs ``safetensors`` or ``torch`` and it is not installed.
-      ValueError: the file holds other objects than tensors, or anything pickled that
-        ``weights_only=True`` refuses.
+      ValueError: the file is not a torch checkpoint (empty, text, truncated), holds other
+        objects than tensors, or anything pickled that ``weights_only=True`` refuses.
 
     Example:
         >>> import os, tempfile, numpy as np
@@ -327,6 +328,14 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 f"path: reading {path!r} needs the 'safetensors' package (pip install safetensors)"
             ) from e
         return dict(load_file(path))
+    with open(path, "rb") as f:
+        head = f.read(8)
+    # torch.save writes a zip archive ("PK"); torch's legacy format is a pickle (protocol 2+: 0x80)
+    if not head.startswith((b"PK", b"\x80")):
+        raise ValueError(
+            f"path: {path!r} is not a torch checkpoint (a file written by torch.save, or a .safetensors file): "
+            + ("it is empty" if not head else f"it starts with {head!r}")
+        )
     try:
         import torch
     except ImportError as e:
@@ -340,14 +349,18 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"path: {path!r} holds objects that torch.load(weights_only=True) refuses to unpickle; "
             f"save a plain state dict (torch.save(module.state_dict(), path)): {e}"
         ) from e
+    except (EOFError, KeyError, RuntimeError) as e:
+        raise ValueError(f"path: {path!r} is not a readable torch checkpoint (truncated or corrupt?): {e!r}") from e
     if not isinstance(loaded, Mapping):
-        raise ValueError(f"path: expected a state dict (a mapping of names to tensors), got {type(loaded).__name__}")
+        raise ValueError(
+            f"path: expected {path!r} to hold a state dict (a mapping of names to tensors), got {type(loaded).__name__}"
+        )
     out = {}
     for name, value in loaded.items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(
-                f"path: expected a state dict of tensors, but {name!r} holds a {type(value).__name__} "
-                "(pick the module's state dict out of the checkpoint first)"
+                f"path: expected {path!r} to hold a state dict of tensors, but {name!r} holds a "
+                f"{type(value).__name__} (pick the module's state dict out of the checkpoint first)"
             )
         out[name] = _numpy(value)
     return out
@@ -362,6 +375,50 @@ def _torch_kind(kind: str, nonlinearity: str) -> tuple[str, str]:
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
     return kind, nonlinearity
+
+
+def _torch_hidden_size(shapes: dict[str, tuple], gates: int) -> int | None:
+    """The hidden size most of a state dict's tensors agree on (rows / gates, ``weight_hh``'s columns)."""
+    votes = []
+    for name, shape in shapes.items():
+        is_weight = name.startswith("weight")
+        if len(shape) == (2 if is_weight else 1) and shape[0] > 0 and shape[0] % gates == 0:
+            votes.append(shape[0] // gates)
+        if name.startswith("weight_hh") and len(shape) == 2 and shape[1] > 0:
+            votes.append(shape[1])
+    return Counter(votes).most_common(1)[0][0] if votes else None
+
+
+def _checked_state_dict(entries: Mapping[str, Any], expected: dict[str, tuple], prefix: str, module: str) -> dict:
+    """The numpy arrays of ``expected``'s keys, after checking every entry of a torch state dict.
+
+    One ``ValueError`` names each tensor that is missing, not expected, not floating-point,
+    of another dtype than most of them, or of the wrong shape (a ``None`` in an expected
+    shape is the input size, when it could not be read).
+    """
+    arrays = {name: _numpy(entries[name]) for name in expected if name in entries}
+    floating = [a.dtype for a in arrays.values() if jnp.issubdtype(a.dtype, jnp.floating)]
+    common = Counter(floating).most_common(1)[0][0] if floating else None
+    problems = []
+    for name, shape in expected.items():
+        where = f"state_dict[{prefix + name!r}]"
+        if name not in arrays:
+            problems.append(f"{where}: missing")
+            continue
+        value, array = entries[name], arrays[name]
+        if not jnp.issubdtype(array.dtype, jnp.floating):
+            got = f"dtype {value.dtype}" if hasattr(value, "dtype") else type(value).__name__
+            problems.append(f"{where}: expected a floating-point tensor, got {got}")
+            continue
+        if array.dtype != common:
+            problems.append(f"{where}: expected dtype {common} (as the other tensors), got {array.dtype}")
+        if len(array.shape) != len(shape) or any(e not in (None, g) for e, g in zip(shape, array.shape, strict=True)):
+            want = str(shape).replace("None", "input_size")
+            problems.append(f"{where}: expected shape {want}, got {tuple(array.shape)}")
+    problems += [f"state_dict[{prefix + name!r}]: unexpected key" for name in entries if name not in expected]
+    if problems:
+        raise ValueError(f"state_dict: does not match {module}: " + "; ".join(problems))
+    return arrays
 
 
 def from_torch_state_dict(
@@ -380,9 +437,11 @@ def from_torch_state_dict(
 ) -> tuple[Any, Params]:
     """An rnnjax layer and its params from the state dict of a torch ``nn.RNN``/``LSTM``/``GRU``.
 
-    The configuration is read from the keys and shapes; each size that is given is
-    checked against them. Keys under ``prefix`` that torch's module would not have,
-    missing keys and wrong shapes raise one ``ValueError`` that lists them all.
+    The configuration is read from the keys and shapes (the hidden size most tensors
+    agree on); each size that is given is checked against them. One ``ValueError``
+    names every tensor that is missing, unexpected (a key under ``prefix`` that torch's
+    module would not have), of the wrong shape, not floating-point, or of another dtype
+    than the rest, e.g. ``state_dict['weight_hh_l0']: expected shape (96, 32), got (96, 9)``.
 
     Args:
       state_dict: ``{name: tensor or array}``, or a path read by :func:`load_torch_state_dict`.
@@ -412,8 +471,8 @@ def from_torch_state_dict(
         >>> from_torch_state_dict(state, "lstm")
         Traceback (most recent call last):
         ...
-        ValueError: state_dict: does not match torch.nn.LSTM(input_size=3, hidden_size=4, ...):
-        wrong shapes weight_ih_l0: expected (16, 3), got (12, 3); ...
+        ValueError: state_dict: does not match torch.nn.LSTM(input_size=3, hidden_size=3, ...)
+        (weight_hh_l0's shape (12, 4) fits kind='gru'): state_dict['weight_hh_l0']: expected shape (12, 3), got (12, 4)
     """
     if isinstance(state_dict, str | os.PathLike):
         state_dict = load_torch_state_dict(state_dict)
@@ -422,27 +481,38 @@ def from_torch_state_dict(
             f"state_dict: expected a mapping of names to tensors or a path, got {type(state_dict).__name__}"
         )
     kind, nonlinearity = _torch_kind(kind, nonlinearity)
+    for name in state_dict:
+        if not isinstance(name, str):
+            raise TypeError(f"state_dict: expected string keys (tensor names), got {name!r}")
     entries = {name[len(prefix) :]: value for name, value in state_dict.items() if name.startswith(prefix)}
     if any(name.startswith("weight_hr_l") for name in entries):
         raise NotImplementedError(
             "proj_size: LSTMs with projections (proj_size > 0, weight_hr_l* keys) are not supported by rnnjax"
         )
-    shapes = {name: tuple(np.shape(value)) for name, value in entries.items()}
-    matches = {name: _TORCH_KEY.match(name) for name in entries}
-    found = [m for m in matches.values() if m]
+    found = [m for m in map(_TORCH_KEY.match, entries) if m]
     if not found:
         raise ValueError(
             f"state_dict: no torch RNN weights (weight_ih_l0, ...) under prefix {prefix!r}; keys: {sorted(state_dict)}"
         )
-    num_layers = 1 + max(int(m.group(3)) for m in found) if num_layers is None else num_layers
-    bidirectional = any(m.group(4) for m in found) if bidirectional is None else bidirectional
-    bias = any(m.group(1) == "bias" for m in found) if bias is None else bias
+    # the configuration, read so that one stray or wrongly shaped tensor is reported as the wrong one
+    weights = {(int(m.group(3)), bool(m.group(4))) for m in found if m.group(1) == "weight"}
+    if num_layers is None:
+        num_layers = 1
+        while (num_layers, False) in weights:
+            num_layers += 1
+    bidirectional = (0, True) in weights if bidirectional is None else bidirectional
+    if bias is None:
+        bias = any(m.group(1) == "bias" and int(m.group(3)) < num_layers for m in found)
+    shapes = {m.group(0): tuple(np.shape(entries[m.group(0)])) for m in found}
     if hidden_size is None:
-        hidden_size = shapes.get("weight_hh_l0", (0, 0))[-1]
+        hidden_size = _torch_hidden_size(shapes, _GATES[kind])
     if input_size is None:
-        input_size = shapes.get("weight_ih_l0", (0, 0))[-1]
+        input_size = shapes["weight_ih_l0"][1] if len(shapes.get("weight_ih_l0", ())) == 2 else None
     for name, value in (("hidden_size", hidden_size), ("input_size", input_size), ("num_layers", num_layers)):
-        _checks.positive_int(value, name)
+        if value is not None:
+            _checks.positive_int(value, name)
+    if hidden_size is None:
+        raise ValueError(f"state_dict: cannot read hidden_size from the shapes {shapes}; pass hidden_size=")
 
     gates, num_dirs = _GATES[kind] * hidden_size, 2 if bidirectional else 1
     suffixes = ["", "_reverse"][:num_dirs]
@@ -455,26 +525,16 @@ def from_torch_state_dict(
             if bias:
                 expected[f"bias_ih_l{layer_index}{s}"] = (gates,)
                 expected[f"bias_hh_l{layer_index}{s}"] = (gates,)
-    missing = [k for k in expected if k not in entries]
-    unexpected = [k for k in entries if k not in expected]
-    wrong = [f"{k}: expected {v}, got {shapes[k]}" for k, v in expected.items() if k in shapes and shapes[k] != v]
-    if missing or unexpected or wrong:
-        module = "torch.nn." + {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[kind]
-        problems = [
-            f"{label} {text}"
-            for label, text in (
-                ("missing keys", ", ".join(missing)),
-                ("unexpected keys", ", ".join(unexpected)),
-                ("wrong shapes", "; ".join(wrong)),
-            )
-            if text
-        ]
-        raise ValueError(
-            f"state_dict: does not match {module}(input_size={input_size}, hidden_size={hidden_size}, "
-            f"num_layers={num_layers}, bias={bias}, bidirectional={bidirectional}): " + "; ".join(problems)
-        )
-
-    arrays = {k: _numpy(entries[k]) for k in expected}
+    module = "torch.nn." + {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[kind]
+    module += (
+        f"(input_size={input_size}, hidden_size={hidden_size}, num_layers={num_layers}, bias={bias}, "
+        f"bidirectional={bidirectional})"
+    )
+    hh = shapes.get("weight_hh_l0", ())
+    fits = [k for k, g in _GATES.items() if k != kind and len(hh) == 2 and hh[1] and hh[0] == g * hh[1]]
+    if fits:  # said only if some tensor does not match
+        module += f" (weight_hh_l0's shape {hh} fits kind={fits[0]!r})"
+    arrays = _checked_state_dict(entries, expected, prefix, module)
     target = _target_dtype(arrays["weight_ih_l0"].dtype, dtype)
     arrays = {k: v.astype(target) for k, v in arrays.items()}
     zeros = np.zeros((gates,), target)
@@ -542,7 +602,11 @@ def from_torch(module, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     import torch
 
     if not isinstance(module, torch.nn.RNNBase) or module.mode not in _TORCH_MODES:
-        raise TypeError(f"module: expected a torch.nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
+        hint = " (for a state dict or a file: from_torch_state_dict(state_dict, kind))"
+        raise TypeError(
+            f"module: expected a torch.nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}"
+            + (hint if isinstance(module, Mapping | str | os.PathLike) else "")
+        )
     if getattr(module, "proj_size", 0):
         raise NotImplementedError(
             f"proj_size: LSTMs with projections (proj_size={module.proj_size}) are not supported by rnnjax"
@@ -562,12 +626,64 @@ def from_torch(module, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     )
 
 
+# --- params given to the to_* converters ---------------------------------------------------------
+
+
+def _params_problem(expected, given, path: str, shapes: bool) -> tuple[type, str] | None:
+    """The first place where ``given`` differs from ``expected`` (``layer.init``'s abstract params)."""
+    got = "None" if given is None else "an array" if hasattr(given, "shape") else type(given).__name__
+    if isinstance(expected, jax.ShapeDtypeStruct):
+        if not hasattr(given, "shape") or not hasattr(given, "dtype"):
+            return TypeError, f"{path}: expected an array, got {got}"
+        if not jnp.issubdtype(given.dtype, jnp.floating):
+            return TypeError, f"{path}: expected a floating-point array, got dtype {given.dtype}"
+        if shapes and tuple(given.shape) != expected.shape:
+            return ValueError, f"{path}: expected shape {expected.shape}, got {tuple(given.shape)}"
+        return None
+    if expected is None or given is None:
+        if expected is given:
+            return None
+        want = "None" if expected is None else type(expected).__name__
+        return TypeError, f"{path}: expected {want}, got {got}"
+    fields = getattr(expected, "_fields", None)  # a NamedTuple: its own type; a plain tuple: a tuple or list
+    if (fields is not None and type(given) is not type(expected)) or not isinstance(given, tuple | list):
+        return TypeError, f"{path}: expected {type(expected).__name__}, got {got}"
+    if len(given) != len(expected):
+        return ValueError, f"{path}: expected {len(expected)} entries (one per layer), got {len(given)}"
+    for i, (e, g) in enumerate(zip(expected, given, strict=True)):
+        problem = _params_problem(e, g, f"{path}.{fields[i]}" if fields else f"{path}[{i}]", shapes)
+        if problem:
+            return problem
+    return None
+
+
+def _check_params(layer, params, argument: str = "layer") -> None:
+    """``params`` must be what ``layer.init`` gives (a cell is ``RNN(cell)``): the same types and
+    shapes, floating-point arrays; a ``TypeError``/``ValueError`` names the first entry that is not."""
+    layer = _as_layer(layer)
+    for cell in _directions(layer):  # raises for other layers
+        if not _is_cell(cell):
+            raise TypeError(f"{argument}: expected rnnjax cells, got {type(cell).__name__}")
+    key = jax.random.key(0)
+    problem = _params_problem(jax.eval_shape(lambda k: layer.init(k, 1), key), params, "params", shapes=False)
+    if problem is None:  # the same structure: read the input size where init puts it, then check the shapes
+        first, p = layer, params
+        while not isinstance(first, RNN):
+            first, p = (first.layers[0], p[0]) if isinstance(first, Stack) else (first.forward, p.forward)
+        size = first.cell.input_size(p)
+        problem = _params_problem(jax.eval_shape(lambda k: layer.init(k, size), key), params, "params", shapes=True)
+    if problem:
+        error, message = problem
+        name = type(layer).__name__
+        if isinstance(layer, RNN):
+            name = f"{type(layer.cell).__name__}(hidden_size={getattr(layer.cell, 'hidden_size', '...')})"
+        raise error(f"{message} (params must be what {name}.init(key, input_size) gives)")
+
+
 def _levels(layer, params) -> tuple[list, float]:
     """``([[(cell, params) per direction] per layer], dropout)`` of a layer that torch can hold."""
     layer = _as_layer(layer)
     if isinstance(layer, Stack):
-        if len(params) != len(layer.layers):
-            raise ValueError(f"params: expected {len(layer.layers)} layer params, got {len(params)}")
         return [_level(sub, p) for sub, p in zip(layer.layers, params, strict=True)], layer.dropout
     return [_level(layer, params)], 0.0
 
@@ -603,6 +719,7 @@ def _torch_cell_kind(cell, params) -> tuple[str, str | None]:
 
 
 def _torch_config(layer, params) -> tuple[dict, list]:
+    _check_params(layer, params)
     levels, dropout = _levels(layer, params)
     kinds = {_torch_cell_kind(cell, p) for level in levels for cell, p in level}
     if len(kinds) != 1:
@@ -731,13 +848,36 @@ def _keras_activation(fn) -> str:
     return {"linear": "identity"}.get(name, name) if isinstance(name, str) else repr(fn)
 
 
+_KERAS_SUPPORTED = (
+    "SimpleRNN, LSTM, GRU, RNN(SimpleRNNCell | LSTMCell | GRUCell), a Bidirectional of them, "
+    "or a list of them (a Stack)"
+)
+
+
+def _check_keras_supported(layer) -> None:
+    """Keras' own classes only: a subclass (or another cell) may compute something else."""
+    import keras
+
+    layers = (keras.layers.RNN, keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
+    cells = (keras.layers.SimpleRNNCell, keras.layers.LSTMCell, keras.layers.GRUCell)
+    cell = getattr(layer, "cell", None)
+    if type(layer) in layers and type(cell) in cells:
+        return
+    if not isinstance(layer, keras.layers.Layer):
+        raise TypeError(f"layer: expected a Keras layer ({_KERAS_SUPPORTED}), got {type(layer).__name__}")
+    got = type(layer).__name__ + ("" if cell is None else f" of {type(cell).__name__}")
+    hint = ""
+    if isinstance(cell, keras.layers.StackedRNNCells):
+        hint = "; for stacked cells pass a list of layers, e.g. [keras.layers.LSTM(...), keras.layers.LSTM(...)]"
+    elif isinstance(layer, layers[1:]) or isinstance(cell, cells):  # a user's subclass of Keras' own
+        hint = "; a subclass of a Keras layer or cell may compute something else, so it is not converted"
+    raise NotImplementedError(f"layer: rnnjax converts Keras {_KERAS_SUPPORTED}; got {got} ({layer.name}){hint}")
+
+
 def _from_keras_rnn(layer, dtype) -> tuple[RNN, Params]:
     import keras
 
-    if not isinstance(layer, keras.layers.RNN):
-        raise TypeError(
-            f"layer: expected a Keras SimpleRNN, LSTM, GRU, RNN(cell) or Bidirectional, got {type(layer).__name__}"
-        )
+    _check_keras_supported(layer)
     cell = layer.cell
     if not cell.built:
         raise ValueError(
@@ -762,7 +902,7 @@ def _from_keras_rnn(layer, dtype) -> tuple[RNN, Params]:
         if isinstance(cell, keras.layers.LSTMCell):
             ours = LSTMCell(units, param_dtype=_param_dtype(target))
             params = LSTMParams(w_i, w_h, np.zeros((4 * units,), target) if bias is None else bias)
-        elif isinstance(cell, keras.layers.GRUCell):
+        else:  # a GRUCell (_check_keras_supported)
             ours = GRUCell(units, reset_after=cell.reset_after, param_dtype=_param_dtype(target))
             zeros = np.zeros((3 * units,), target)
             w_i, w_h = _swap_first_two_gates(w_i), _swap_first_two_gates(w_h)
@@ -771,8 +911,6 @@ def _from_keras_rnn(layer, dtype) -> tuple[RNN, Params]:
                 params = GRUParams(w_i, w_h, _swap_first_two_gates(b), _swap_first_two_gates(b_h))
             else:
                 params = GRUParams(w_i, w_h, zeros if bias is None else _swap_first_two_gates(bias))
-        else:
-            raise TypeError(f"layer: rnnjax has no equivalent of the Keras cell {type(cell).__name__}")
     return RNN(ours, reverse=bool(layer.go_backwards)), _jax_tree(params)
 
 
@@ -803,6 +941,11 @@ def from_keras(layer, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     Returns:
       ``(layer, params)``; ``layer.apply(params, xs, length=n)`` for one sequence ``[t, f]``.
 
+    Raises:
+      NotImplementedError: another Keras layer or cell (``StackedRNNCells``, ``ConvLSTM1D``,
+        a user subclass, ...); the message lists what is supported.
+      TypeError: not a Keras layer.
+
     Example:
         >>> import keras  # doctest: +SKIP
         >>> k = keras.layers.Bidirectional(keras.layers.GRU(16, return_sequences=True))  # doctest: +SKIP
@@ -813,12 +956,12 @@ def from_keras(layer, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     """
     import keras
 
-    if isinstance(layer, Sequence):
+    if isinstance(layer, Sequence) and not isinstance(layer, str):
         if not layer:
             raise ValueError("layer: expected at least one Keras layer, got an empty list")
         parts = [from_keras(sub, dtype=dtype) for sub in layer]
         return Stack([p[0] for p in parts]), tuple(p[1] for p in parts)
-    if isinstance(layer, keras.layers.Bidirectional):
+    if type(layer) is keras.layers.Bidirectional:
         if layer.merge_mode not in _KERAS_MERGES:
             raise ValueError(f"layer: merge_mode={layer.merge_mode!r} has no rnnjax equivalent (one output only)")
         if layer.forward_layer.go_backwards:
@@ -923,6 +1066,7 @@ def to_keras(layer, params: Params, keras_layer=None):
     import keras
 
     layer = _as_layer(layer)
+    _check_params(layer, params)
     if isinstance(layer, Stack):
         if keras_layer is not None and len(keras_layer) != len(layer.layers):
             raise ValueError(f"keras_layer: expected a list of {len(layer.layers)} Keras layers")
@@ -1110,6 +1254,7 @@ def to_flax(cell, params: Params) -> dict:
         >>> bool(jnp.allclose(y, y_flax, atol=1e-6))
         True
     """
+    _check_params(cell, params, "cell")
     if getattr(params, "carry0", None) is not None:
         raise ValueError("params: a learned initial carry (carry0) has no Flax equivalent")
     w_i, w_h, b = np.asarray(params.w_i), np.asarray(params.w_h), np.asarray(params.b)

@@ -224,6 +224,10 @@ def test_torch_state_dict_files(torch, tmp_path):
     torch.save({"model": module.state_dict(), "epoch": torch.tensor(3)}, path)
     with pytest.raises(ValueError, match="'model' holds a"):
         interop.load_torch_state_dict(path)
+    torch.save(module.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(ValueError, match="is not a readable torch checkpoint"):
+        interop.load_torch_state_dict(path)
 
 
 def test_safetensors_files(monkeypatch, tmp_path):
@@ -264,12 +268,12 @@ def test_state_dict_errors_list_every_problem():
     with pytest.raises(ValueError) as info:
         interop.from_torch_state_dict(state, "gru", hidden_size=H)
     message = str(info.value)
-    assert "missing keys bias_hh_l1_reverse" in message
-    assert "unexpected keys weight_xx_l0" in message
-    assert f"weight_hh_l0: expected ({3 * H}, {H}), got ({3 * H}, {H + 1})" in message
+    assert "state_dict['bias_hh_l1_reverse']: missing" in message
+    assert "state_dict['weight_xx_l0']: unexpected key" in message
+    assert f"state_dict['weight_hh_l0']: expected shape ({3 * H}, {H}), got ({3 * H}, {H + 1})" in message
     with pytest.raises(ValueError, match=r"torch.nn.GRU\(input_size=3, hidden_size=4, num_layers=3"):
         interop.from_torch_state_dict(_state(_gru_shapes(2, True)), "gru", num_layers=3)
-    with pytest.raises(ValueError, match="unexpected keys .*_reverse"):
+    with pytest.raises(ValueError, match=re.escape("state_dict['weight_ih_l0_reverse']: unexpected key")):
         interop.from_torch_state_dict(_state(_gru_shapes(1, True)), "gru", bidirectional=False)
     with pytest.raises(ValueError, match="no torch RNN weights"):
         interop.from_torch_state_dict({"head.weight": np.zeros(2)}, "gru")
@@ -283,6 +287,50 @@ def test_state_dict_errors_list_every_problem():
     np.testing.assert_array_equal(params.b_h, 0.0)
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"weight_hh_l0": np.zeros((3 * H, H + 1), np.float32)},
+            f"state_dict['rnn.weight_hh_l0']: expected shape ({3 * H}, {H}), got ({3 * H}, {H + 1})",
+        ),
+        ({"bias_ih_l0": np.zeros(3 * H, np.int64)}, "state_dict['rnn.bias_ih_l0']: expected a floating-point tensor"),
+        (
+            {"weight_ih_l0": np.zeros((3 * H, F), np.float16)},
+            "state_dict['rnn.weight_ih_l0']: expected dtype float32 (as the other tensors), got float16",
+        ),
+        ({"bias_hh_l0": None}, "state_dict['rnn.bias_hh_l0']: missing"),
+        ({"bias_ih_l1": np.zeros(3 * H, np.float32)}, "state_dict['rnn.bias_ih_l1']: unexpected key"),
+    ],
+    ids=["shape", "dtype", "mixed_dtype", "missing", "extra"],
+)
+def test_a_state_dict_with_one_bad_tensor_names_that_tensor(change, message):
+    state = {"rnn." + k: v for k, v in (_state(_gru_shapes()) | change).items() if v is not None}
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        interop.from_torch_state_dict(state, "gru", prefix="rnn.")
+    assert str(info.value).count("state_dict['") == 1  # the good tensors are not named
+
+
+def test_from_torch_names_the_bad_tensor_of_a_module(torch):
+    module = torch.nn.GRU(F, H)
+    module.weight_hh_l0.data = torch.zeros(3 * H, H + 1)
+    with pytest.raises(ValueError, match=re.escape(f"state_dict['weight_hh_l0']: expected shape ({3 * H}, {H}), got")):
+        interop.from_torch(module)
+    with pytest.raises(TypeError, match=re.escape("got str (for a state dict or a file: from_torch_state_dict(")):
+        interop.from_torch("model.pt")
+
+
+@pytest.mark.parametrize(
+    "content, message", [(b"", "it is empty"), (b"weight_ih_l0: [[0.5]]\n", "it starts with b'weight_i'")]
+)
+def test_a_text_or_empty_file_is_not_a_torch_checkpoint(tmp_path, content, message):
+    path = tmp_path / "rnn.pt"
+    path.write_bytes(content)
+    expected = f"path: {str(path)!r} is not a torch checkpoint (a file written by torch.save, or a .safetensors file)"
+    with pytest.raises(ValueError, match=re.escape(f"{expected}: {message}")):
+        interop.from_torch_state_dict(path, "gru")
+
+
 def test_from_torch_rejects_projections(torch):
     with pytest.raises(NotImplementedError, match="proj_size"):
         interop.from_torch(torch.nn.LSTM(F, H, proj_size=2))
@@ -293,6 +341,18 @@ def test_from_torch_rejects_projections(torch):
 def _zeros_params(layer):
     shapes = jax.eval_shape(lambda k: layer.init(k, F), jax.random.key(0))
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+@pytest.mark.parametrize("convert", ["to_torch", "to_torch_module", "to_keras", "to_flax"])
+def test_to_converters_name_params_of_another_cell(request, convert):
+    if convert != "to_flax":
+        request.getfixturevalue("keras" if convert == "to_keras" else "torch")
+    gru_params, lstm_params = _zeros_params(rj.GRUCell(H)), _zeros_params(rj.LSTMCell(H))
+    with pytest.raises(TypeError, match=re.escape("params: expected LSTMParams, got GRUParams")):
+        getattr(interop, convert)(rj.LSTMCell(H), gru_params)
+    message = f"params.w_i: expected shape ({F}, {4 * (H + 1)}), got ({F}, {4 * H})"
+    with pytest.raises(ValueError, match=re.escape(f"{message} (params must be what LSTMCell(hidden_size={H + 1})")):
+        getattr(interop, convert)(rj.LSTMCell(H + 1), lstm_params)
 
 
 @pytest.mark.parametrize(
@@ -393,6 +453,8 @@ def test_keras_stack_and_errors(keras):
 
     with pytest.raises(ValueError, match="not built yet"):
         interop.from_keras(keras.layers.LSTM(H))
+    with pytest.raises(TypeError, match=r"layer: expected a Keras layer \(SimpleRNN, .*got str"):
+        interop.from_keras("lstm")  # not a list of layers
     unmerged = keras.layers.Bidirectional(keras.layers.LSTM(H), merge_mode=None)
     unmerged.build((None, None, F))
     with pytest.raises(ValueError, match="merge_mode=None"):
@@ -401,10 +463,38 @@ def test_keras_stack_and_errors(keras):
     hard.build((None, None, F))
     with pytest.raises(ValueError, match="'hard_sigmoid'"):
         interop.from_keras(hard)
+    reset_before = rj.GRUCell(H, reset_after=False)
     with pytest.raises(ValueError, match="reset_after True != False"):
-        interop.to_keras(rj.RNN(rj.GRUCell(H, reset_after=False)), params[1], stack[1])
+        interop.to_keras(reset_before, reset_before.init(jax.random.key(0), H), stack[1])
+    with pytest.raises(TypeError, match=r"params.b_h: expected None, got an array \(params must be what GRUCell"):
+        interop.to_keras(reset_before, params[1], stack[1])  # a reset-after GRU's params
     with pytest.raises(TypeError, match="with a GRUCell for GRUCell, got LSTM"):
         interop.to_keras(rj.RNN(rj.GRUCell(H)), params[1], stack[0])
+
+
+@pytest.mark.parametrize("name", ["stacked_cells", "conv_lstm_1d", "custom_cell", "subclassed_lstm"])
+def test_from_keras_rejects_unsupported_layers_naming_them(keras, name):
+    class MinimalCell(keras.layers.Layer):
+        state_size = H
+
+        def call(self, x, states):
+            return x, states
+
+    class SubclassedLSTM(keras.layers.LSTM):
+        pass
+
+    layer, got = {
+        "stacked_cells": lambda: (
+            keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(H), keras.layers.LSTMCell(H)])),
+            "RNN of StackedRNNCells",
+        ),
+        "conv_lstm_1d": lambda: (keras.layers.ConvLSTM1D(H, 3), "ConvLSTM1D of ConvLSTMCell"),
+        "custom_cell": lambda: (keras.layers.RNN(MinimalCell()), "RNN of MinimalCell"),
+        "subclassed_lstm": lambda: (SubclassedLSTM(H), "SubclassedLSTM of LSTMCell"),
+    }[name]()
+    supported = "layer: rnnjax converts Keras SimpleRNN, LSTM, GRU, RNN(SimpleRNNCell | LSTMCell | GRUCell)"
+    with pytest.raises(NotImplementedError, match=re.escape(supported) + f".*; got {got} "):
+        interop.from_keras(layer)
 
 
 # --- Flax ----------------------------------------------------------------------------------------
