@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import math
 import time
 
 import jax
@@ -12,7 +13,30 @@ import optax
 import rnnjax as rj
 
 
-def adding(args) -> None:
+def _number(text: str, convert, ok, expected: str):
+    """``convert(text)`` if ``ok`` of it, else the ``argparse`` error naming the flag (exit code 2)."""
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda n: n > 0, "a positive integer")
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, lambda x: math.isfinite(x) and x > 0, "a positive finite number")
+
+
+def probability(text: str) -> float:
+    return _number(text, float, lambda p: 0 < p <= 1, "a number in (0, 1]")
+
+
+def adding(args, parser) -> None:
     """Train an LSTM by BPTT on the adding problem; show unroll's features on the way."""
     print(f"rnnjax {rj.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s))")
     cell = rj.LSTMCell(args.hidden)
@@ -65,14 +89,26 @@ def adding(args) -> None:
     print(f"minGRU sequential vs associative scan: max |diff| = {float(jnp.max(jnp.abs(seq - par))):.1e}")
 
 
-def demo(args) -> None:
-    """The main job: a character LM on the embedded corpus against Kneser-Ney, then samples."""
+def demo(args, parser) -> None:
+    """The main job: a character LM on the embedded corpus against Kneser-Ney, then samples.
+
+    Every check that can run before training does (the flags, the corpus against --window, the
+    devices, --run-dir against the run it holds); a failed one exits with code 2 having written nothing.
+    """
     from rnnjax import lm
 
+    if args.resume and args.run_dir is None:
+        parser.error("--resume needs --run-dir")
     fields = {f.name for f in dataclasses.fields(lm.LMConfig)}
-    config = lm.LMConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    try:
+        config = lm.LMConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    except ValueError as error:
+        parser.error(str(error))
     print(f"rnnjax {rj.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s))")
-    result = lm.train_char_lm(config, args.run_dir, resume=args.resume, devices=args.devices)
+    try:
+        result = lm.train_char_lm(config, args.run_dir, resume=args.resume, devices=args.devices)
+    except lm.SetupError as error:  # raised before anything was written
+        parser.error(str(error))
     lm_bpc, kn_bpc = result["lm_valid_bpc"], result["kn_valid_bpc"]
     print(f"\nvalidation bits per character ({config.cell.upper()} {lm_bpc:.3f}):")
     for order, bpc in kn_bpc.items():
@@ -85,21 +121,27 @@ def demo(args) -> None:
         print(f"\nrun saved in {args.run_dir} (generate with: rnnjax generate --checkpoint {args.run_dir})")
 
 
-def generate(args) -> None:
+def generate(args, parser) -> None:
     from rnnjax import lm
 
-    config, vocab, model, params = lm.load_run(args.checkpoint)
-    samples = lm.generate(
-        model,
-        params,
-        vocab,
-        prompt=args.prompt,
-        length=args.length,
-        seed=args.seed,
-        beam_size=args.beam,
-        temperature=args.temperature,
-        top_p=args.top_p,
-    )
+    try:
+        config, vocab, model, params = lm.load_run(args.checkpoint)
+    except (OSError, ValueError) as error:  # missing, truncated or foreign files, a damaged checkpoint
+        parser.error(f"--checkpoint: {error}")
+    try:
+        samples = lm.generate(
+            model,
+            params,
+            vocab,
+            prompt=args.prompt,
+            length=args.length,
+            seed=args.seed,
+            beam_size=args.beam,
+            temperature=args.temperature,
+            top_p=args.top_p,
+        )
+    except ValueError as error:  # e.g. an empty --prompt
+        parser.error(str(error))
     for name, text in samples.items():
         print(f"--- {name} ---\n{text}\n")
 
@@ -112,44 +154,52 @@ def main(argv=None) -> None:
 
     demo_parser = commands.add_parser("demo", help="train a character LM and compare it with Kneser-Ney")
     demo_parser.add_argument("--corpus", help="a text file or directory (default: the Python standard library)")
-    demo_parser.add_argument("--max-chars", type=int)
+    demo_parser.add_argument("--max-chars", type=positive_int)
     demo_parser.add_argument("--cell", choices=["lstm", "gru", "elman"])
-    demo_parser.add_argument("--hidden", type=int)
-    demo_parser.add_argument("--layers", type=int)
-    demo_parser.add_argument("--embed", type=int)
-    demo_parser.add_argument("--steps", type=int)
-    demo_parser.add_argument("--batch", type=int)
-    demo_parser.add_argument("--window", type=int)
-    demo_parser.add_argument("--lr", type=float)
-    demo_parser.add_argument("--kn-order", type=int)
+    demo_parser.add_argument("--hidden", type=positive_int)
+    demo_parser.add_argument("--layers", type=positive_int)
+    demo_parser.add_argument("--embed", type=positive_int)
+    demo_parser.add_argument("--steps", type=positive_int)
+    demo_parser.add_argument("--batch", type=positive_int)
+    demo_parser.add_argument("--window", type=positive_int, help="characters per training window")
+    demo_parser.add_argument("--lr", type=positive_float)
+    demo_parser.add_argument("--kn-order", type=positive_int)
     demo_parser.add_argument("--seed", type=int)
-    demo_parser.add_argument("--run-dir", type=Path, help="keep config, vocabulary and checkpoints here")
-    demo_parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --run-dir")
     demo_parser.add_argument(
-        "--devices", type=int, help="train data-parallel on this many devices (default: all of jax.devices())"
+        "--run-dir",
+        type=Path,
+        help="keep config, vocabulary and checkpoints here (one that holds a run needs --resume)",
+    )
+    demo_parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its latest checkpoint (the same model and vocabulary)",
+    )
+    demo_parser.add_argument(
+        "--devices", type=positive_int, help="train data-parallel on this many devices (default: all of jax.devices())"
     )
 
     gen_parser = commands.add_parser("generate", help="generate text from a run directory")
     gen_parser.add_argument("--checkpoint", type=Path, required=True, help="a --run-dir of rnnjax demo")
     gen_parser.add_argument("--prompt", default="def ")
-    gen_parser.add_argument("--length", type=int, default=200)
-    gen_parser.add_argument("--beam", type=int, default=4)
-    gen_parser.add_argument("--temperature", type=float, default=0.8)
-    gen_parser.add_argument("--top-p", type=float, default=0.95)
+    gen_parser.add_argument("--length", type=positive_int, default=200)
+    gen_parser.add_argument("--beam", type=positive_int, default=4)
+    gen_parser.add_argument("--temperature", type=positive_float, default=0.8)
+    gen_parser.add_argument("--top-p", type=probability, default=0.95)
     gen_parser.add_argument("--seed", type=int, default=0)
 
     adding_parser = commands.add_parser("adding", help="train an LSTM on the adding problem (a minute on a CPU)")
-    adding_parser.add_argument("--hidden", type=int, default=64)
-    adding_parser.add_argument("--steps-per-seq", type=int, default=50, help="sequence length T")
-    adding_parser.add_argument("--batch", type=int, default=64)
-    adding_parser.add_argument("--train-steps", type=int, default=1500)
-    adding_parser.add_argument("--lr", type=float, default=3e-3)
+    adding_parser.add_argument("--hidden", type=positive_int, default=64)
+    adding_parser.add_argument("--steps-per-seq", type=positive_int, default=50, help="sequence length T")
+    adding_parser.add_argument("--batch", type=positive_int, default=64)
+    adding_parser.add_argument("--train-steps", type=positive_int, default=1500)
+    adding_parser.add_argument("--lr", type=positive_float, default=3e-3)
     adding_parser.add_argument("--seed", type=int, default=0)
 
     args = parser.parse_args(argv)
-    if args.command == "demo" and args.resume and args.run_dir is None:
-        parser.error("--resume needs --run-dir")
-    {"demo": demo, "generate": generate, "adding": adding}[args.command](args)
+    commands = {"demo": (demo, demo_parser), "generate": (generate, gen_parser), "adding": (adding, adding_parser)}
+    command, command_parser = commands[args.command]
+    command(args, command_parser)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,15 @@ library's own sources, :func:`rnnjax.data.load_corpus`), measures validation bit
 character next to an interpolated Kneser-Ney n-gram model fitted on the same training text,
 and generates text with greedy decoding, sampling and beam search. A run directory holds the
 configuration, the vocabulary and orbax checkpoints, so a run can be resumed and generated from.
+Everything that can be checked before training (the settings, the corpus against the window, the
+devices, a run directory against the run) is checked before anything is written; a failed check
+raises :class:`SetupError`.
 """
 
 import dataclasses
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -18,10 +22,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rnnjax import data, decode, losses, models, ngram, parallel, train
+from rnnjax import _checks, data, decode, losses, models, ngram, parallel, train
 from rnnjax.cells import ElmanCell, GRUCell, LSTMCell
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "elman": ElmanCell}
+VALID_STREAMS = 16  # bits_per_char cuts the validation text into this many streams
+_RUN_FILES = ("config.json", "vocab.json", "metrics.jsonl", "results.json")  # besides checkpoints/
+_RESUME_FIELDS = ("cell", "hidden", "layers", "embed", "seed")  # a resumed run keeps these
+
+
+class SetupError(ValueError):
+    """A corpus, device count or run directory that cannot take the run asked for.
+
+    :func:`train_char_lm` raises it before anything is written (the run directory's bytes are as
+    they were); the message names the setting, with its ``rnnjax demo`` flag, or the file.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +60,18 @@ class LMConfig:
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
+        if self.corpus is not None and not isinstance(self.corpus, str):
+            raise ValueError(f"corpus: expected a path (str) or None, got {self.corpus!r}")
+        for name in ("hidden", "layers", "embed", "steps", "batch", "window", "kn_order"):
+            _checks.positive_int(getattr(self, name), name)
+        if self.max_chars is not None:
+            _checks.positive_int(self.max_chars, "max_chars")
+        _checks.non_negative_int(self.seed, "seed")  # numpy's seeds of the data order are >= 0
+        for name in ("lr", "clip_norm"):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
 
     def model(self, vocab_size: int) -> models.LanguageModel:
         cells = [CELLS[self.cell](self.hidden) for _ in range(self.layers)]
@@ -95,23 +122,140 @@ def _loss_fn(model):
     return loss_fn
 
 
-def _save_run_files(run_dir: Path, config: LMConfig, vocab: data.CharVocab) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
-    vocab.save(run_dir / "vocab.json")
+def _replace_file(path: Path, write) -> None:
+    """``write(temporary path)``, then rename it to ``path``: a killed write never leaves half a file."""
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def _save_config(run_dir: Path, config: LMConfig) -> None:
+    text = json.dumps(dataclasses.asdict(config), indent=2)
+    _replace_file(run_dir / "config.json", lambda path: path.write_text(text))
+
+
+def _read_config(path: Path) -> LMConfig:
+    try:
+        return LMConfig(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, TypeError, ValueError) as error:  # JSONDecodeError is a ValueError
+        raise SetupError(
+            f"{path} cannot be read as a run's configuration ({type(error).__name__}: {error}); "
+            "it is truncated or was not written by rnnjax demo"
+        ) from error
+
+
+def _read_vocab(path: Path) -> data.CharVocab:
+    try:
+        return data.CharVocab.load(path)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise SetupError(
+            f"{path} cannot be read as a run's vocabulary ({type(error).__name__}: {error}); "
+            "it is truncated or was not written by rnnjax demo"
+        ) from error
+
+
+def _checkpoint_steps(run_dir: Path) -> list[int]:
+    """The steps of the checkpoints in ``run_dir / "checkpoints"``, ascending (orbax names them by step)."""
+    checkpoints = run_dir / "checkpoints"
+    if not checkpoints.is_dir():
+        return []
+    return sorted(int(path.name) for path in checkpoints.iterdir() if path.name.isdigit())
+
+
+def _run_contents(run_dir: Path) -> list[str]:
+    """What of a run ``run_dir`` holds, e.g. ``["checkpoint at step 250", "config.json"]`` ([] for none)."""
+    if not run_dir.is_dir():
+        return []
+    held = [name for name in _RUN_FILES if (run_dir / name).exists()]
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir():
+        steps = _checkpoint_steps(run_dir)
+        if steps:
+            held.insert(0, f"checkpoint at step {steps[-1]}")
+        elif any(checkpoints.iterdir()):
+            held.append("checkpoints/")
+    elif checkpoints.exists():
+        held.append("checkpoints")
+    return held
+
+
+def _shown(chars: str, limit: int = 20) -> str:
+    return repr(chars[:limit]) + (f" and {len(chars) - limit} more" if len(chars) > limit else "") if chars else "none"
+
+
+def _check_run_dir(run_dir: Path, config: LMConfig, vocab: data.CharVocab, resume: bool) -> bool:
+    """Whether ``run_dir`` holds a run to resume; :class:`SetupError` if it cannot take this one.
+
+    A directory holding a run is refused without ``resume``; with it, the saved configuration
+    must describe the same model (:data:`_RESUME_FIELDS`) and the saved vocabulary must be
+    ``vocab`` exactly. Reads only.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SetupError(f"run_dir: {run_dir} is a file, not a directory (--run-dir)")
+    held = _run_contents(run_dir)
+    if not held:
+        return False
+    if not resume:
+        raise SetupError(
+            f"run_dir: {run_dir} already holds a run ({', '.join(held)}); continue it with --resume "
+            "(resume=True), or choose another --run-dir. Nothing was written."
+        )
+    for name in ("config.json", "vocab.json"):
+        if not (run_dir / name).is_file():
+            raise SetupError(
+                f"resume: {run_dir} holds {', '.join(held)} but no {name}, so the run cannot be checked "
+                "against this one; choose another --run-dir. Nothing was written."
+            )
+    try:
+        saved, saved_vocab = _read_config(run_dir / "config.json"), _read_vocab(run_dir / "vocab.json")
+    except SetupError as error:
+        raise SetupError(
+            f"resume: {error}, so the run in {run_dir} cannot be checked against this one; repair the file or "
+            "choose another --run-dir. Nothing was written."
+        ) from error
+    differ = [name for name in _RESUME_FIELDS if getattr(saved, name) != getattr(config, name)]
+    if differ:
+        changes = "; ".join(f"{name} {getattr(saved, name)!r} there, {getattr(config, name)!r} now" for name in differ)
+        flags = " ".join(f"--{name} {getattr(saved, name)}" for name in differ)
+        raise SetupError(
+            f"resume: {run_dir / 'config.json'} describes another model ({changes}); resume it with {flags}, "
+            "or start this run in another --run-dir. Nothing was written."
+        )
+    steps = _checkpoint_steps(run_dir)
+    if steps and steps[-1] > config.steps:
+        raise SetupError(
+            f"steps: {config.steps} is below the step {steps[-1]} of the checkpoint to resume in {run_dir}; "
+            f"resume with --steps {steps[-1]} or more. Nothing was written."
+        )
+    if saved_vocab != vocab:
+        corpus = "no --corpus" if saved.corpus is None else f"--corpus {saved.corpus}"
+        new = "".join(sorted(set(vocab.chars) - set(saved_vocab.chars)))
+        gone = "".join(sorted(set(saved_vocab.chars) - set(vocab.chars)))
+        raise SetupError(
+            f"resume: this corpus's vocabulary is not the run's {run_dir / 'vocab.json'} (characters "
+            f"not in the run's: {_shown(new)}; the run's characters missing here: {_shown(gone)}), so the "
+            f"model would read remapped characters; resume on the run's corpus ({corpus}, "
+            f"--max-chars {saved.max_chars}), or start this run in another --run-dir. Nothing was written."
+        )
+    return True
 
 
 def load_run(run_dir: str | Path):
     """``(config, vocab, model, params)`` from a run directory written by :func:`train_char_lm`.
 
-    Raises ``FileNotFoundError`` naming what is missing, ``ValueError`` for a damaged checkpoint.
+    Raises ``FileNotFoundError`` naming what is missing, :class:`SetupError` (a ``ValueError``)
+    naming a truncated or foreign ``config.json`` or ``vocab.json``, ``ValueError`` for a damaged
+    checkpoint.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        problem = "is a file, not" if run_dir.exists() else "does not exist; expected"
+        raise FileNotFoundError(f"{run_dir} {problem} a run directory (a --run-dir of rnnjax demo)")
     for name in ("config.json", "vocab.json"):
         if not (run_dir / name).exists():
-            raise FileNotFoundError(f"checkpoint: {run_dir / name} is missing (is {run_dir} a run directory?)")
-    config = LMConfig(**json.loads((run_dir / "config.json").read_text()))
-    vocab = data.CharVocab.load(run_dir / "vocab.json")
+            raise FileNotFoundError(f"{run_dir / name} is missing (is {run_dir} a run directory?)")
+    config = _read_config(run_dir / "config.json")
+    vocab = _read_vocab(run_dir / "vocab.json")
     model = config.model(vocab.size)
     template = model.init(jax.random.key(0))
     params, _, _ = train.restore_checkpoint(
@@ -134,15 +278,25 @@ def _optimizer(config: LMConfig):
     return optax.adam(schedule, b2=0.99)
 
 
-def _train_step(config: LMConfig, model, optimizer, devices: int | None, log):
-    """The single-device train step, or the data-parallel one over ``devices`` devices (None: all there are)."""
-    num_devices = len(jax.devices()) if devices is None else devices
+def _num_devices(config: LMConfig, devices: int | None) -> int:
+    """``devices`` (None: all there are), checked against the devices there are and the batch."""
+    available = len(jax.devices())
+    num_devices = available if devices is None else devices
+    if num_devices > available:
+        raise SetupError(
+            f"devices: {num_devices} asked for, but there are {available} {jax.default_backend()} device(s) (--devices)"
+        )
+    if num_devices > 1 and config.batch % num_devices:
+        raise SetupError(
+            f"batch: {config.batch} is not divisible by the {num_devices} devices; "
+            f"choose a batch that is a multiple of {num_devices} (--batch) or another number of devices (--devices)"
+        )
+    return num_devices
+
+
+def _train_step(config: LMConfig, model, optimizer, num_devices: int, log):
+    """The single-device train step, or the data-parallel one over ``num_devices`` devices."""
     if num_devices > 1:
-        if config.batch % num_devices:
-            raise ValueError(
-                f"batch: {config.batch} is not divisible by the {num_devices} devices; "
-                f"choose a batch that is a multiple of {num_devices} or another number of devices (--devices)"
-            )
         per_device = config.batch // num_devices
         log(f"data-parallel over {num_devices} {jax.default_backend()} devices: {per_device} per device")
     return parallel.make_train_step(_loss_fn(model), optimizer, devices=num_devices, clip_norm=config.clip_norm)
@@ -164,6 +318,14 @@ def train_char_lm(
     divide by it. The result does not depend on it (up to float rounding), and a run can be
     resumed on another number of devices.
 
+    ``run_dir`` (None: nothing is kept) must hold no run (no checkpoint, ``config.json``,
+    ``vocab.json``, ``metrics.jsonl`` or ``results.json``), or hold one and ``resume`` be set:
+    then the run's ``config.json`` must describe the same model (cell, hidden, layers,
+    embed, seed; steps, batch, window and the learning rate may change) and its ``vocab.json``
+    be the corpus's vocabulary exactly. These checks, the window against the corpus and the
+    devices run before anything is written; a failed one raises :class:`SetupError`. A resumed
+    run's ``config.json`` is rewritten (steps, learning rate, ...) once its training is done.
+
     Example:
         >>> import tempfile, rnnjax as rj
         >>> from pathlib import Path
@@ -174,9 +336,28 @@ def train_char_lm(
         >>> sorted(result)
         ['history', 'kn_valid_bpc', 'lm_valid_bpc', 'samples', 'train_seconds']
     """
-    corpus = data.load_corpus(config.corpus, max_chars=config.max_chars)
+    try:
+        corpus = data.load_corpus(config.corpus, max_chars=config.max_chars)
+    except (OSError, ValueError) as error:
+        raise SetupError(f"corpus: {error} (--corpus)") from error
     vocab = data.CharVocab.build(corpus.train)
     train_ids, valid_ids = vocab.encode(corpus.train), vocab.encode(corpus.valid)
+    if len(train_ids) < config.window + 2:
+        raise SetupError(
+            f"window: {config.window} characters need a training text of at least {config.window + 2} "
+            f"characters (windows of inputs and their next characters), the corpus has {len(train_ids):,}; "
+            "choose a shorter --window or a larger --corpus / --max-chars"
+        )
+    if len(valid_ids) < VALID_STREAMS + 1:
+        raise SetupError(
+            f"corpus: its validation text has {len(valid_ids)} characters, bits per character needs at "
+            f"least {VALID_STREAMS + 1}; choose a larger --corpus or --max-chars"
+        )
+    num_devices = _num_devices(config, devices)
+    resuming = False
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        resuming = _check_run_dir(run_dir, config, vocab, resume)
     log(
         f"corpus: {config.corpus or 'the Python standard library sources'}: "
         f"{len(train_ids):,} train / {len(valid_ids):,} valid characters, vocabulary {vocab.size}"
@@ -191,11 +372,13 @@ def train_char_lm(
     model = config.model(vocab.size)
     params = model.init(jax.random.key(config.seed))
     optimizer = _optimizer(config)
-    step = _train_step(config, model, optimizer, devices, log)
+    step = _train_step(config, model, optimizer, num_devices, log)
     checkpoint_dir = None
     if run_dir is not None:
-        run_dir = Path(run_dir)
-        _save_run_files(run_dir, config, vocab)
+        if not resuming:  # a resumed run's files stay as they are until its training is done
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _save_config(run_dir, config)
+            _replace_file(run_dir / "vocab.json", vocab.save)
         checkpoint_dir = run_dir / "checkpoints"
     log(
         f"training {config.layers} x {config.cell.upper()}({config.hidden}) char LM: {config.steps} steps of "
@@ -218,7 +401,9 @@ def train_char_lm(
         progress=progress,
     )
     train_seconds = time.perf_counter() - start
-    lm_bpc = bits_per_char(model, result.params, valid_ids)
+    if resuming:
+        _save_config(run_dir, config)  # the vocabulary is the saved one
+    lm_bpc = bits_per_char(model, result.params, valid_ids, streams=VALID_STREAMS)
     log(f"{config.cell.upper()} LM: valid {lm_bpc:.3f} bits/char after {train_seconds:.0f} s of training")
     samples = generate(model, result.params, vocab, prompt="def ", length=120, seed=config.seed)
     return {
@@ -249,6 +434,10 @@ def generate(
     """
     if not prompt:
         raise ValueError("prompt: expected at least one character")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature: expected a finite number >= 0, got {temperature!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p: expected a number in (0, 1], got {top_p!r}")
     ids = jnp.asarray(vocab.encode(prompt))
     carry = model.unroll(params, ids[:-1])[0] if len(ids) > 1 else model.initial_carry(params)
     step_fn = model.step_fn
