@@ -202,3 +202,48 @@ def token_ids(ids, name: str, ndim: int | None = None, shape: str = ""):
         hint = " (one example; batch with jax.vmap)" if ids.ndim > ndim else ""
         raise ValueError(f"{name}: expected shape {shape or ndim * '[.]'}{hint}, got shape {tuple(ids.shape)}")
     return ids
+
+
+def _described(value) -> str:
+    if value is None:
+        return "None"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"an array of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def params_like(params, expected, owner: str, name: str = "params", hint=None) -> None:
+    """``params`` must have the structure, the exact shapes and floating dtypes of ``expected``.
+
+    ``expected`` is a pytree of ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of an ``init``);
+    NamedTuples must be of the same type (a plain tuple may be a list). Errors name the field
+    (``params.b: expected shape (32,) for LSTMCell(hidden_size=8), got (1,)``); ``owner``
+    says whose params they are; ``hint()`` adds to the message when an array is None or
+    the reverse (e.g. the hyper-parameter that would make these params).
+    """
+    if expected is None or params is None:
+        if expected is None and params is None:
+            return
+        needs = "None here" if expected is None else f"{_described(expected)} here"
+        raise ValueError(
+            f"{name}: {owner} expects {needs}; these params have {_described(params)}" + (hint() if hint else "")
+        )
+    if isinstance(expected, tuple):
+        fields = getattr(expected, "_fields", None)
+        if fields is not None and type(params) is not type(expected):
+            raise TypeError(f"{name}: expected a {type(expected).__name__} for {owner}, got {_described(params)}")
+        if fields is None and not isinstance(params, tuple | list):
+            raise TypeError(f"{name}: expected a tuple for {owner}, got {_described(params)}")
+        if len(params) != len(expected):
+            raise ValueError(f"{name}: expected {len(expected)} entries for {owner}, got {len(params)}")
+        for i, (p, e) in enumerate(zip(params, expected, strict=True)):
+            params_like(p, e, owner, f"{name}.{fields[i]}" if fields else f"{name}[{i}]", hint)
+        return
+    if not (hasattr(params, "shape") and hasattr(params, "dtype")):
+        raise TypeError(
+            f"{name}: expected an array of shape {tuple(expected.shape)} for {owner}, got {_described(params)}"
+        )
+    if not jnp.issubdtype(params.dtype, jnp.floating):
+        raise TypeError(f"{name}: expected a floating dtype for {owner}, got {params.dtype}")
+    if tuple(params.shape) != tuple(expected.shape):
+        raise ValueError(f"{name}: expected shape {tuple(expected.shape)} for {owner}, got {tuple(params.shape)}")

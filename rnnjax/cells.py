@@ -26,9 +26,15 @@ which is full float32 on CPU, TF32 on recent NVIDIA GPUs and one bfloat16 pass o
 
 A cell whose params have ``carry0`` set (``learn_initial_carry=True``) starts from a
 learned initial carry instead of zeros.
+
+Checks: every method that takes params first checks their structure, exact shapes and
+floating dtypes against ``jax.eval_shape(cell.init)`` for the params' input size (cached,
+shapes only, so at trace time under ``jit``); errors name the field, e.g.
+``params.b: expected shape (32,) for LSTMCell(hidden_size=8), got (1,)``.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
@@ -114,6 +120,51 @@ def _affine(x: Array, w: Array, b: Array | None, dtype, precision=None, out_dtyp
     y = _matmul(x, w, dtype, precision)
     y = y if b is None else y + b.astype(y.dtype)
     return y.astype(out_dtype or dtype)
+
+
+def _short_repr(cell) -> str:
+    """``Cell(hidden_size=8, peephole=True)``: the hyper-parameters that differ from their defaults.
+
+    Example:
+        >>> _short_repr(LSTMCell(8, peephole=True))
+        'LSTMCell(hidden_size=8, peephole=True)'
+    """
+    fields = [f for f in dataclasses.fields(cell) if f.repr]
+    required = [f for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    shown = required + [f for f in fields if f not in required and getattr(cell, f.name) != f.default]
+    values = {f.name: getattr(cell, f.name) for f in shown}
+    return f"{type(cell).__name__}({', '.join(f'{k}={_short_value(v)}' for k, v in values.items())})"
+
+
+def _short_value(value) -> str:
+    return repr(value.name) if isinstance(value, jnp.dtype) else repr(value)
+
+
+def _param_shapes(cell, input_size: int):
+    """The params ``cell.init`` makes for ``input_size``, as ``jax.ShapeDtypeStruct`` leaves (traced, never run)."""
+    try:
+        hash(cell)
+    except TypeError:  # an unhashable hyper-parameter (e.g. a callable object): no cache
+        return _traced_init(cell, input_size)
+    return _cached_init(cell, input_size)
+
+
+def _traced_init(cell, input_size: int):
+    return jax.eval_shape(lambda: cell.init(jax.random.key(0), input_size))
+
+
+_cached_init = functools.lru_cache(maxsize=256)(_traced_init)
+
+
+def _checked(method: Callable) -> Callable:
+    """Check ``params`` (the first argument after ``self``) against the cell before running ``method``."""
+
+    @functools.wraps(method)
+    def checked(self, params, *args, **kwargs):
+        self._check_params(params)
+        return method(self, params, *args, **kwargs)
+
+    return checked
 
 
 class DenseParams(NamedTuple):
@@ -246,13 +297,30 @@ class _Cell:
         return params.w_i.shape[0]
 
     def _check_params(self, params: Params) -> None:
+        """``params`` must be what ``self.init`` makes: its structure, exact shapes, floating dtypes.
+
+        Runs on shapes only (at trace time under ``jit``; cached per cell and input size).
+        Every public method that takes params calls it, and so does ``unroll``.
+        """
         _checks.params_type(params, self.params_type, self)
-        width = params.w_i.shape[-1]
-        if width != self.num_gates * self.hidden_size:
-            raise ValueError(
-                f"params: w_i has {width} columns, expected {self.num_gates} x hidden_size "
-                f"= {self.num_gates * self.hidden_size} for {self!r}"
-            )
+        try:
+            input_size = int(self.input_size(params))
+        except (AttributeError, IndexError, TypeError):
+            input_size = 0
+        # an unreadable input size: compare with input size 1, which names the field at fault
+        expected = _param_shapes(self, max(input_size, 1))
+        _checks.params_like(params, expected, _short_repr(self), hint=lambda: self._made_by(params, input_size))
+
+    def _made_by(self, params: Params, input_size: int) -> str:
+        """`` (made by Cell(...)?)`` if flipping one boolean hyper-parameter fits the params' structure."""
+        structure = jax.tree_util.tree_structure(params)
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool):
+                other = dataclasses.replace(self, **{field.name: not value})
+                if jax.tree_util.tree_structure(_param_shapes(other, max(input_size, 1))) == structure:
+                    return f" (made by {_short_repr(other)}?)"
+        return ""
 
     def _compute_dtype(self, params: Params, input_dtype=None):
         param_dtype = jax.tree_util.tree_leaves(params)[0].dtype
@@ -277,6 +345,7 @@ class _Cell:
         w_h = self._initialize(self.recurrent_init, k_h, (self.hidden_size, width))
         return w_i, w_h
 
+    @_checked
     def initial_carry(self, params: Params, batch_shape: Shape = ()) -> Carry:
         """The carry before the first step: zeros, or the learned ``params.carry0``.
 
@@ -301,6 +370,7 @@ class _Cell:
             )
         return jax.tree_util.tree_map(lambda n, dt: jnp.zeros((*batch_shape, n), dt), self._carry_sizes(), dtypes)
 
+    @_checked
     def project(self, params: Params, xs: Array) -> Array:
         """The time-parallel input projection ``us = xs @ w_i + b``.
 
@@ -321,6 +391,7 @@ class _Cell:
         _checks.features(xs, self.input_size(params), "xs")
         return _affine(xs, params.w_i, params.b, self._compute_dtype(params, xs.dtype), self.precision)
 
+    @_checked
     def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         """One full time step: ``recur(params, carry, project(params, x))``.
 
@@ -383,6 +454,7 @@ class ElmanCell(_Cell):
         b = jnp.zeros((self.hidden_size,), self.param_dtype)
         return ElmanParams(w_i, w_h, b, self._init_carry0())
 
+    @_checked
     def recur(self, params: ElmanParams, carry: HiddenCarry, u: Array) -> tuple[HiddenCarry, Array]:
         """``h = phi(u + h @ w_h)``; ``u: [..., h]`` from :meth:`project`.
 
@@ -470,6 +542,7 @@ class JordanCell(_Cell):
             carry0=self._init_carry0(),
         )
 
+    @_checked
     def recur(self, params: JordanParams, carry: JordanCarry, u: Array) -> tuple[JordanCarry, Array]:
         """One step from the projected input ``u: [..., h]``; returns ``y: [..., o]``.
 
@@ -543,10 +616,6 @@ class RMLPCell(_Cell):
             recurrent_init=self.recurrent_init,
         )
 
-    def _check_params(self, params: Params) -> None:
-        _checks.params_type(params, RMLPParams, self)
-        self._recurrent._check_params(params.recurrent)
-
     def input_size(self, params: RMLPParams) -> int:
         return params.layers[0].w.shape[0] if params.layers else params.recurrent.w_i.shape[0]
 
@@ -566,6 +635,7 @@ class RMLPCell(_Cell):
         )
         return RMLPParams(layers, self._recurrent.init(keys[-1], sizes[-1]))
 
+    @_checked
     def initial_carry(self, params: RMLPParams, batch_shape: Shape = ()) -> HiddenCarry:
         """The recurrent layer's initial carry ``h: [*batch_shape, h]``.
 
@@ -576,6 +646,7 @@ class RMLPCell(_Cell):
         """
         return self._recurrent.initial_carry(params.recurrent, batch_shape)
 
+    @_checked
     def project(self, params: RMLPParams, xs: Array) -> Array:
         """The feed-forward layers and the recurrent layer's input projection, ``[..., f] -> [..., h]``.
 
@@ -592,6 +663,7 @@ class RMLPCell(_Cell):
             xs = act(_affine(xs, layer.w, layer.b, dtype, self.precision))
         return self._recurrent.project(params.recurrent, xs.astype(dtype))
 
+    @_checked
     def recur(self, params: RMLPParams, carry: HiddenCarry, u: Array) -> tuple[HiddenCarry, Array]:
         """The recurrent last layer's step (see :meth:`ElmanCell.recur`).
 
@@ -661,6 +733,7 @@ class LSTMCell(_Cell):
         peephole = jnp.zeros((3, h), self.param_dtype) if self.peephole else None
         return LSTMParams(w_i, w_h, b, peephole, self._init_carry0())
 
+    @_checked
     def recur(self, params: LSTMParams, carry: LSTMCarry, u: Array) -> tuple[LSTMCarry, Array]:
         """One step from the projected input ``u: [..., 4h]``.
 
@@ -736,13 +809,7 @@ class GRUCell(_Cell):
         b_h = jnp.zeros_like(b) if self.reset_after else None
         return GRUParams(w_i, w_h, b, b_h, self._init_carry0())
 
-    def _check_params(self, params: Params) -> None:
-        super()._check_params(params)
-        if (params.b_h is not None) != self.reset_after:
-            raise ValueError(
-                f"params: b_h must be {'set' if self.reset_after else 'None'} for reset_after={self.reset_after}"
-            )
-
+    @_checked
     def recur(self, params: GRUParams, carry: HiddenCarry, u: Array) -> tuple[HiddenCarry, Array]:
         """One step from the projected input ``u: [..., 3h]``.
 
@@ -781,6 +848,7 @@ class _LinearRecurrenceCell(_Cell):
     def coefficients(self, params: Params, us: Array) -> tuple[Array, Array]:
         raise NotImplementedError
 
+    @_checked
     def recur(self, params: Params, carry: HiddenCarry, u: Array) -> tuple[HiddenCarry, Array]:
         """``h = a * h + b`` with ``(a, b) = coefficients(params, u)``.
 
@@ -832,6 +900,7 @@ class MinGRUCell(_LinearRecurrenceCell):
     params_type: ClassVar[type] = MinGRUParams
     num_gates: ClassVar[int] = 2
 
+    @_checked
     def coefficients(self, params: MinGRUParams, us: Array) -> tuple[Array, Array]:
         """``(a, b) = (1 - z, z * h_tilde)`` from ``us: [..., 2h]``; each ``[..., h]``."""
         z_pre, candidate = jnp.split(us, 2, axis=-1)
@@ -864,6 +933,7 @@ class MinLSTMCell(_LinearRecurrenceCell):
     params_type: ClassVar[type] = MinLSTMParams
     num_gates: ClassVar[int] = 3
 
+    @_checked
     def coefficients(self, params: MinLSTMParams, us: Array) -> tuple[Array, Array]:
         """``(a, b) = (f', i' * h_tilde)`` from ``us: [..., 3h]``; each ``[..., h]``."""
         f_pre, i_pre, candidate = jnp.split(us, 3, axis=-1)
