@@ -284,7 +284,9 @@ def _num_devices(config: LMConfig, devices: int | None) -> int:
     num_devices = available if devices is None else devices
     if num_devices > available:
         raise SetupError(
-            f"devices: {num_devices} asked for, but there are {available} {jax.default_backend()} device(s) (--devices)"
+            f"devices: {num_devices} asked for, but there are {available} {jax.default_backend()} device(s) "
+            "(--devices; for N fake CPU devices, set XLA_FLAGS=--xla_force_host_platform_device_count=N "
+            "before starting Python)"
         )
     if num_devices > 1 and config.batch % num_devices:
         raise SetupError(

@@ -127,8 +127,8 @@ def test_fir_and_static_special_cases():
 
 
 def test_impulse_response_equals_filter_output():
-    layer = problem()[0].layers[1]
     with jax.enable_x64(True):
+        layer = problem()[0].layers[1]  # float64 params: drawn inside x64 (the cached problem may be drawn here first)
         g = local.impulse_response(layer, 12)
         # drive synapse (o, i) with a unit impulse through a one-layer linear cell
         cell = local.IIRMLPCell((3,), ma_order=2, ar_order=2, output_activation="identity", param_dtype=jnp.float64)
