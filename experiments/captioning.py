@@ -2,9 +2,9 @@
 
 Question: does an LSTM decoder that attends to a CNN's feature map learn to read a strip of
 handwritten digits left to right, and what does a wider beam buy over greedy decoding? The
-images are 3 to 5 of scikit-learn's 8x8 ``digits`` side by side (``rnnjax.captioning.digit_strips``;
+images are 3 to 5 of scikit-learn's 8x8 ``digits`` side by side (``rnnjax.apps.captioning.digit_strips``;
 test strips are made of digit images never seen in training), the captions their words,
-"three one four". The model (``rnnjax.captioning.Captioner``): two 3x3 convolutions (a 2x2 max-pool
+"three one four". The model (``rnnjax.apps.captioning.Captioner``): two 3x3 convolutions (a 2x2 max-pool
 between them) give a 4 x 20 feature map plus a learned position embedding; its mean initialises an
 LSTM's carry; at every step the LSTM attends to the 80 cells (Bahdanau attention, the decoder of
 ``rnnjax.models.Seq2Seq``). Trained with teacher forcing (Adam, cosine decay, clipping at 1), the
@@ -31,7 +31,7 @@ import optax
 from tqdm.auto import tqdm
 
 import rnnjax as rj
-from rnnjax import captioning as cap
+from rnnjax.apps import captioning as cap
 
 NAME = "captioning"
 MIN_DIGITS, MAX_DIGITS = 3, 5

@@ -4,7 +4,7 @@ Question: how do recurrent character LMs (Elman, GRU, LSTM; one and two layers) 
 the count-based baseline, interpolated modified Kneser-Ney of orders 2 to 7, on the same text?
 The text is the embedded corpus (the Python standard library's own sources, split by file:
 rnnjax.data.load_corpus); every model is scored in bits per character on the same validation
-split. The RNNs are trained by the job behind `rnnjax demo` (rnnjax.lm.train_char_lm: Adam
+split. The RNNs are trained by the job behind `rnnjax demo` (rnnjax.apps.lm.train_char_lm: Adam
 with warm-up, a cosine schedule and gradient clipping on random windows; validation with the carry
 passed along 16 streams), all with the same budget of steps, so the table compares what each
 architecture learns in the same number of updates (not the same time: the training times are
@@ -22,7 +22,7 @@ import time
 import _common
 import matplotlib.pyplot as plt
 
-from rnnjax import lm
+from rnnjax.apps import lm
 
 NAME = "language_models"
 MODELS = [("elman", 1), ("gru", 1), ("lstm", 1), ("elman", 2), ("gru", 2), ("lstm", 2)]

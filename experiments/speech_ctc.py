@@ -4,7 +4,7 @@ Question: how well does a small bidirectional GRU trained with CTC recognise spo
 in speaking rates, pitches and voices it never heard, and does CTC prefix beam search (which sums
 over alignments) beat greedy best-path decoding without a language model?
 
-Data (rnnjax.speech.digit_dataset): random strings of 2-4 digit words ("three one four") spoken by
+Data (rnnjax.apps.speech.digit_dataset): random strings of 2-4 digit words ("three one four") spoken by
 espeak-ng in 8 voices at 4 speeds and 4 pitches (train), at 2 held-out speeds and 2 held-out
 pitches (test), and by 3 voices never heard in training (test_voices); 40 log-mel bands every
 10 ms (librosa). Labels are characters (16 letters and the space; id 0 is the blank), so the
@@ -39,7 +39,7 @@ import optax
 from tqdm.auto import tqdm
 
 import rnnjax as rj
-import rnnjax.speech as sp
+import rnnjax.apps.speech as sp
 
 NAME = "speech_ctc"
 BEAMS = (1, 4, 16)

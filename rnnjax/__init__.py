@@ -6,19 +6,13 @@ layers (:class:`RNN`, :class:`Bidirectional`, :class:`Stack`) build models.
 See ``docs/`` for the guide.
 """
 
-from rnnjax import captioning as captioning  # public submodule rj.captioning (digit strips need scikit-learn)
-from rnnjax import data as data  # public submodule rj.data (NumPy data pipelines)
+import importlib
+
 from rnnjax import decode as decode
-from rnnjax import interop as interop  # public submodule rj.interop (torch and keras are imported lazily)
-from rnnjax import local as local  # public submodule rj.local (IIR-MLP cell, CRBP)
 from rnnjax import losses as losses
-from rnnjax import models as models  # public submodule rj.models
-from rnnjax import ngram as ngram  # public submodule rj.ngram (Kneser-Ney baseline)
-from rnnjax import parallel as parallel  # public submodule rj.parallel (jax.sharding data parallelism)
-from rnnjax import recurrence as recurrence  # rj.recurrence: unroll and its per-backend defaults
-from rnnjax import speech as speech  # public submodule rj.speech (espeak-ng synthesis, librosa features: both optional)
+from rnnjax import models as models
+from rnnjax import recurrence as recurrence  # unroll and its per-backend defaults
 from rnnjax import train as train
-from rnnjax import vrnn as vrnn  # public submodule rj.vrnn (VRNN, ELBO/IWAE, no-latent baseline)
 from rnnjax._checks import checking
 from rnnjax.cells import (
     DenseParams,
@@ -45,6 +39,23 @@ from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, Stacke
 from rnnjax.recurrence import unroll
 
 __version__ = "0.1.0"
+
+# Submodules beyond the core, imported on first use (``rj.interop`` works after ``import rnnjax``;
+# ``import rnnjax`` itself imports none of them): the data pipelines, converters (torch and keras
+# are imported inside them), Flax wrappers, data parallelism, the VRNN, locally recurrent networks,
+# the n-gram baseline, and the applications (``rj.apps.lm``, ``rj.apps.captioning``, ``rj.apps.speech``).
+_LAZY_SUBMODULES = ("apps", "data", "flax", "interop", "local", "ngram", "parallel", "vrnn")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"rnnjax.{name}")
+    raise AttributeError(f"module 'rnnjax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY_SUBMODULES])
+
 
 __all__ = [
     "RNN",

@@ -1,3 +1,3 @@
-from rnnjax.cli import main
+from rnnjax.apps.cli import main
 
 main()

@@ -1,6 +1,8 @@
 """The public surface: DESIGN.md's entry points, __all__ pinned, docstrings everywhere."""
 
 import inspect
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -47,22 +49,23 @@ def test_public_names_are_pinned():
 
 
 def test_public_submodules():
-    names = (
-        "captioning",
-        "data",
-        "decode",
-        "interop",
-        "local",
-        "losses",
-        "models",
-        "ngram",
-        "parallel",
-        "speech",
-        "train",
-        "vrnn",
-    )
-    for name in names:
+    core = ("decode", "losses", "models", "recurrence", "train")
+    lazy = ("apps", "data", "flax", "interop", "local", "ngram", "parallel", "vrnn")
+    for name in (*core, *lazy):
         assert getattr(rj, name).__doc__, f"rj.{name} lacks a module docstring"
+    for name in ("captioning", "cli", "lm", "speech"):
+        assert getattr(rj.apps, name).__doc__, f"rj.apps.{name} lacks a module docstring"
+
+
+def test_import_rnnjax_imports_the_core_only():
+    """The applications and the modules beyond the core are imported on first use (rj.interop ...)."""
+    code = "import sys, rnnjax; print(' '.join(sorted(m for m in sys.modules if m.startswith('rnnjax'))))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
+    core = {"rnnjax", "rnnjax._checks", "rnnjax.cells", "rnnjax.decode", "rnnjax.heads", "rnnjax.layers"}
+    core |= {"rnnjax.losses", "rnnjax.models", "rnnjax.recurrence", "rnnjax.train", "rnnjax.typing"}
+    assert loaded == core
 
 
 def test_unroll_signature_matches_design():

@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import rnnjax as rj
-from rnnjax import captioning as cap
+from rnnjax.apps import captioning as cap
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 MAX_DIGITS = 3

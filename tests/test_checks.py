@@ -68,7 +68,8 @@ def test_params_of_another_cell_are_named(params):
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "params.b_h: GRUCell(hidden_size=4, reset_after=False) expects None here; these params have an array of shape (12,) (made by GRUCell(hidden_size=4)?)"
+            "params.b_h: GRUCell(hidden_size=4, reset_after=False) expects None here; "
+            "these params have an array of shape (12,) (made by GRUCell(hidden_size=4)?)"
         ),
     ):
         rj.unroll(rj.GRUCell(4, reset_after=False), random_params(rj.GRUCell(4)), jnp.ones((5, 3)))

@@ -11,7 +11,7 @@ import shutil
 import jax
 import pytest
 
-from rnnjax import cli
+from rnnjax.apps import cli
 
 TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--window", "16", "--kn-order", "3", "--max-chars", "4000"]
 
@@ -209,7 +209,7 @@ def test_adding_demo_runs(capsys):
 def test_default_demo_beats_kneser_ney_order_7():
     """The issue's bar for the main job: at the default settings (4-7 minutes here) the LSTM's
     validation bits/char is below the Kneser-Ney baseline's (measured: 1.654 vs 1.687)."""
-    from rnnjax import lm
+    from rnnjax.apps import lm
 
     config = lm.LMConfig()
     result = lm.train_char_lm(config, progress=False, log=lambda *args: None, devices=1)

@@ -21,7 +21,7 @@ import optax
 import pytest
 
 import rnnjax as rj
-import rnnjax.cli
+import rnnjax.apps.cli
 from rnnjax import parallel
 
 SCRIPT = Path(__file__).parent / "parallel_script.py"
@@ -231,7 +231,7 @@ def tiny_corpus(tmp_path) -> list[str]:
 
 def test_demo_asking_for_more_devices_than_there_are_says_how_to_get_them(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        rj.cli.main([*tiny_corpus(tmp_path), "--devices", "2"])
+        rj.apps.cli.main([*tiny_corpus(tmp_path), "--devices", "2"])
     assert re.search(r"devices: 2 asked for, but there are 1 cpu .*xla_force_host_platform", capsys.readouterr().err)
 
 

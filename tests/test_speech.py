@@ -1,4 +1,4 @@
-"""Tests of rnnjax.speech: labels, synthesis (espeak-ng), log-mel features (librosa), data sets, the CTC model.
+"""Tests of rnnjax.apps.speech: labels, synthesis (espeak-ng), log-mel features (librosa), data sets, the CTC model.
 
 Synthesis tests skip when the espeak-ng binary is missing, feature tests when librosa is missing;
 the model and training tests need neither (synthetic features).
@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import rnnjax as rj
-import rnnjax.speech as sp
+import rnnjax.apps.speech as sp
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed (Debian package espeak-ng)"

@@ -333,8 +333,8 @@ def train_char_lm(
         >>> from pathlib import Path
         >>> text = Path(tempfile.mkdtemp()) / "tiny.txt"
         >>> _ = text.write_text("abcabcabd" * 300)
-        >>> config = rj.lm.LMConfig(corpus=str(text), hidden=16, embed=8, steps=30, batch=4, window=16, kn_order=3)
-        >>> result = rj.lm.train_char_lm(config, progress=False, log=lambda *a: None)
+        >>> config = rj.apps.lm.LMConfig(corpus=str(text), hidden=16, embed=8, steps=30, batch=4, window=16, kn_order=3)
+        >>> result = rj.apps.lm.train_char_lm(config, progress=False, log=lambda *a: None)
         >>> sorted(result)
         ['history', 'kn_valid_bpc', 'lm_valid_bpc', 'samples', 'train_seconds']
     """

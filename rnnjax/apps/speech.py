@@ -78,7 +78,7 @@ def default_cache_dir() -> Path:
       else ``~/.cache/rnnjax/speech`` (outside the repository).
 
     Example:
-        >>> import rnnjax.speech as sp
+        >>> import rnnjax.apps.speech as sp
         >>> sp.default_cache_dir().name
         'speech'
     """
@@ -102,7 +102,7 @@ def encode_text(text: str) -> np.ndarray:
       int32 ids ``[l]``, ``l = len(text)``.
 
     Example:
-        >>> import rnnjax.speech as sp
+        >>> import rnnjax.apps.speech as sp
         >>> ids = sp.encode_text("one two")
         >>> ids.tolist(), sp.decode_labels(ids)
         ([8, 7, 2, 1, 11, 14, 8], 'one two')
@@ -126,7 +126,7 @@ def decode_labels(ids, length: int | None = None) -> str:
       The text.
 
     Example:
-        >>> import rnnjax.speech as sp
+        >>> import rnnjax.apps.speech as sp
         >>> sp.decode_labels([11, 9, 2, 2, -1, -1], length=4)
         'tree'
     """
@@ -246,7 +246,7 @@ def synthesize_digits(
       RuntimeError: when espeak-ng is not installed (it names the Debian package ``espeak-ng``).
 
     Example:
-        >>> import shutil, rnnjax.speech as sp
+        >>> import shutil, rnnjax.apps.speech as sp
         >>> if shutil.which("espeak-ng"):
         ...     (u,) = sp.synthesize_digits(0, 1, min_digits=1, max_digits=1, voices=["en"])
         ...     assert u.text in sp.DIGIT_WORDS and u.audio.ndim == 1 and u.sample_rate == 22050
@@ -311,7 +311,7 @@ def log_mel(
       float32 features ``[t, f]``, ``t = 1 + samples // hop``.
 
     Example:
-        >>> import numpy as np, rnnjax.speech as sp
+        >>> import numpy as np, rnnjax.apps.speech as sp
         >>> tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)
         >>> sp.log_mel(tone, 16000, n_mels=20).shape   # one second, 10 ms hop
         (101, 20)
@@ -414,7 +414,7 @@ def digit_dataset(
       ``{"train": SpeechData, "test": SpeechData, "test_voices": SpeechData, "config": dict}``.
 
     Example:
-        >>> import shutil, rnnjax.speech as sp
+        >>> import shutil, rnnjax.apps.speech as sp
         >>> if shutil.which("espeak-ng"):
         ...     data = sp.digit_dataset(0, 2, 1, n_mels=16, cache_dir=None)
         ...     assert data["train"].features.shape[::2] == (2, 16) and data["test"].labels.shape[0] == 1
@@ -530,7 +530,7 @@ class AcousticModel:
       stride: frames stacked into one.
 
     Example:
-        >>> import jax, jax.numpy as jnp, rnnjax.speech as sp
+        >>> import jax, jax.numpy as jnp, rnnjax.apps.speech as sp
         >>> model = sp.AcousticModel(hidden_size=8, num_layers=1, stride=2)
         >>> params = model.init(jax.random.key(0), 40)
         >>> logits, length = model.apply(params, jnp.ones((11, 40)), length=9)
@@ -605,7 +605,7 @@ def batch_logits(model: AcousticModel, params: Params, features: Array, lengths:
       :func:`rnnjax.decode.ctc_loss_from_lengths`.
 
     Example:
-        >>> import jax, jax.numpy as jnp, rnnjax.speech as sp
+        >>> import jax, jax.numpy as jnp, rnnjax.apps.speech as sp
         >>> model = sp.AcousticModel(hidden_size=4, num_layers=1, stride=3)
         >>> params = model.init(jax.random.key(0), 8)
         >>> logits, lengths = sp.batch_logits(model, params, jnp.ones((2, 10, 8)), jnp.array([10, 4]))

@@ -120,11 +120,11 @@ def digit_strips(
 
     Example:
         >>> import rnnjax as rj
-        >>> data = rj.captioning.digit_strips(0, 2, split="test")
+        >>> data = rj.apps.captioning.digit_strips(0, 2, split="test")
         >>> data.images.shape, data.captions.shape
         ((2, 8, 40), (2, 6))
-        >>> [rj.captioning.caption_text(c) for c in data.captions] == [
-        ...     " ".join(rj.captioning.WORDS[d] for d in row if d >= 0) for row in data.digits]
+        >>> [rj.apps.captioning.caption_text(c) for c in data.captions] == [
+        ...     " ".join(rj.apps.captioning.WORDS[d] for d in row if d >= 0) for row in data.digits]
         True
     """
     seeds = tuple(seed) if isinstance(seed, tuple | list) else (seed,)
@@ -162,7 +162,7 @@ def caption_text(tokens) -> str:
 
     Example:
         >>> import rnnjax as rj
-        >>> rj.captioning.caption_text([6, 4, 7, 2, 0])
+        >>> rj.apps.captioning.caption_text([6, 4, 7, 2, 0])
         'three one four'
     """
     words = []
@@ -230,7 +230,7 @@ class Captioner:
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
-        >>> model = rj.captioning.Captioner((8, 40), 13, 8, rj.LSTMCell(16), channels=(4, 8))
+        >>> model = rj.apps.captioning.Captioner((8, 40), 13, 8, rj.LSTMCell(16), channels=(4, 8))
         >>> params = model.init(jax.random.key(0))
         >>> model.grid_shape, params.position.shape
         ((4, 20), (80, 8))
@@ -465,7 +465,7 @@ class Captioner:
 
         Example:
             >>> import jax, optax, rnnjax as rj
-            >>> data = rj.captioning.digit_strips(0, 4)
+            >>> data = rj.apps.captioning.digit_strips(0, 4)
             >>> model = Captioner((8, 40), 13, 8, rj.LSTMCell(16), channels=(4, 8))
             >>> params = model.init(jax.random.key(0))
             >>> 2.0 < float(model.loss(params, data._asdict())) < 3.5   # about log(13) at the start
@@ -552,7 +552,7 @@ def caption_accuracy(tokens, captions, lengths) -> dict[str, float]:
         >>> import numpy as np, rnnjax as rj
         >>> refs = np.array([[6, 4, 7, 2], [5, 5, 2, 0]])
         >>> preds = np.array([[6, 4, 7, 2], [5, 6, 2, 0]])
-        >>> rj.captioning.caption_accuracy(preds, refs, np.array([4, 3]))
+        >>> rj.apps.captioning.caption_accuracy(preds, refs, np.array([4, 3]))
         {'exact': 0.5, 'word': 0.8}
     """
     tokens, captions, lengths = np.asarray(tokens), np.asarray(captions), np.asarray(lengths)

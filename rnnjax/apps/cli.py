@@ -95,7 +95,7 @@ def demo(args, parser) -> None:
     Every check that can run before training does (the flags, the corpus against --window, the
     devices, --run-dir against the run it holds); a failed one exits with code 2 having written nothing.
     """
-    from rnnjax import lm
+    from rnnjax.apps import lm
 
     if args.resume and args.run_dir is None:
         parser.error("--resume needs --run-dir")
@@ -122,7 +122,7 @@ def demo(args, parser) -> None:
 
 
 def generate(args, parser) -> None:
-    from rnnjax import lm
+    from rnnjax.apps import lm
 
     try:
         config, vocab, model, params = lm.load_run(args.checkpoint)
