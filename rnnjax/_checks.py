@@ -57,7 +57,9 @@ class checked_jit:  # noqa: N801 -- used as a decorator, like jax.jit
     second, checkified compilation and a failed check raises ``ValueError`` (checkify's
     ``JaxRuntimeError``) after the call. Outside checking mode nothing is added. Attributes
     (``lower``, ``eval_shape``, ...) are those of the plain jitted function. Called while
-    tracing (inside another ``jit``), it is the plain function: checkify the outer function.
+    tracing (inside another ``jit`` or ``vmap``) in checking mode, its checks are traced into
+    the outer function: checkify that one (``vmap`` outside ``checkify`` where there are loops:
+    checkify cannot batch while loops).
     """
 
     def __init__(self, fun=None, **jit_kwargs):
@@ -65,6 +67,9 @@ class checked_jit:  # noqa: N801 -- used as a decorator, like jax.jit
             self._pending = jit_kwargs
             return
         self._plain = jax.jit(fun, **jit_kwargs)
+        # traced with the checks in, for calls inside an outer transformation in checking mode: a
+        # function of its own, so that jit's trace cache never hands its traces to unchecked calls
+        self._plain_checking = jax.jit(functools.wraps(fun)(lambda *args, **kwargs: fun(*args, **kwargs)), **jit_kwargs)
         checked = functools.wraps(fun)(lambda *args, **kwargs: checkify.checkify(fun)(*args, **kwargs))
         # the checkified function returns (error, out): out_shardings would not fit, leave them to XLA
         self._checked = jax.jit(checked, **{k: v for k, v in jit_kwargs.items() if k != "out_shardings"})
@@ -73,15 +78,16 @@ class checked_jit:  # noqa: N801 -- used as a decorator, like jax.jit
     def __call__(self, *args, **kwargs):
         if not hasattr(self, "_plain"):  # the decorator's second call: the function
             return checked_jit(args[0], **self._pending)
-        if not is_checking() or _is_tracing(args, kwargs):
-            # called inside another transformation: a checkify around it functionalizes our checks
+        if not is_checking():
             return self._plain(*args, **kwargs)
+        if _is_tracing(args, kwargs):  # inside another transformation: a checkify around it functionalizes the checks
+            return self._plain_checking(*args, **kwargs)
         error, out = self._checked(*args, **kwargs)
         error.throw()
         return out
 
     def __getattr__(self, name):
-        if name.startswith("__") or name in ("_plain", "_checked", "_pending"):
+        if name.startswith("__") or name in ("_plain", "_plain_checking", "_checked", "_pending"):
             raise AttributeError(name)
         return getattr(self._plain, name)
 
@@ -101,6 +107,25 @@ def value_check(ok, message: str) -> None:
             raise ValueError(message)
     else:
         checkify.check(ok, message)
+
+
+def values(name: str, expected: str, valid, *arrays) -> None:
+    """``valid(*arrays)``, a boolean array, must be all True; else an error naming ``name``.
+
+    Checked at once, in NumPy, when every array is concrete (the message shows the first few
+    values of ``arrays[0]`` where ``valid`` is False); when one is traced, only in checked mode
+    (:func:`rnnjax.checking`), as a ``checkify`` check; otherwise nothing is traced. ``valid``
+    must work on NumPy and JAX arrays alike (operators, ``astype``).
+    """
+    if all(_is_concrete(a) for a in arrays):
+        arrays = [np.asarray(a) for a in arrays]
+        ok = np.asarray(valid(*arrays))
+        if not ok.all():
+            bad = np.broadcast_to(arrays[0], ok.shape)[~ok]
+            got = bad[0] if bad.size == 1 else f"{bad[:5].tolist()}{' ...' if bad.size > 5 else ''}"
+            raise ValueError(f"{name}: expected {expected}, got {got}")
+    elif is_checking():
+        value_check(jnp.all(valid(*arrays)), f"{name}: expected {expected}")
 
 
 def floating(x, name: str):

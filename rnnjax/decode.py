@@ -13,6 +13,15 @@ The decoders are jitted with ``step_fn`` and the sizes as static arguments: a se
 with params of the same shapes does not retrace (pass the same ``step_fn`` object, not a new
 lambda each time). Scores are computed in float32 whatever the model's dtype.
 
+What is checked, and when: the sizes (``max_len``, ``eos``, ``beam_size``, ``top_k``, ...) and
+every shape and dtype at each call, before anything runs (``eos`` and ``bos`` against the
+vocabulary size of ``step_fn``'s logits, found from their shape). Values that may be arrays
+(``bos``, ``temperature``, ``top_p``, CTC lengths and labels) are checked at once when concrete
+(Python or NumPy numbers, arrays outside ``jit``); when traced (under your ``jit`` or ``vmap``)
+only in checked mode, :func:`rnnjax.checking`, which also runs the decoders' own compiled loop
+checkified so that checks inside ``step_fn`` raise. Outside checked mode nothing is added to the
+compiled computation.
+
 CTC (connectionist temporal classification) decoders work on frame posteriors instead, the
 ``[t, v]`` log-probabilities of an acoustic model for one utterance, with a ``blank`` label:
 :func:`ctc_greedy` (best path, repeats merged then blanks dropped) and
@@ -57,14 +66,44 @@ def _advance(step_fn, params, carry, token) -> tuple[Carry, Array]:
     return carry, jax.nn.log_softmax(logits.astype(jnp.float32))
 
 
-def _start(step_fn, params, carry, bos, eos) -> tuple[Carry, int]:
+def _start(step_fn, params, carry, bos) -> tuple[Carry, int]:
     """The carry in the dtype that the step keeps it in (it may change in the first step, see
-    :func:`rnnjax.unroll`), and the vocabulary size ``v``; checks ``eos`` against it."""
+    :func:`rnnjax.unroll`), and the vocabulary size ``v``."""
     step_carry, log_probs = jax.eval_shape(functools.partial(_advance, step_fn), params, carry, bos)
-    vocab = log_probs.shape[0]
+    return jax.tree_util.tree_map(lambda c, s: jnp.asarray(c, s.dtype), carry, step_carry), log_probs.shape[0]
+
+
+_VOCAB_SIZES: dict = {}  # (step_fn, tree structure, leaf shapes and dtypes of (params, carry)) -> v
+
+
+def _vocab_size(step_fn, params, carry) -> int:
+    """The vocabulary size ``v``: the size of ``step_fn``'s logits, from their shape (memoised; a cheap lookup)."""
+    leaves, treedef = jax.tree_util.tree_flatten((params, carry))
+    key = (step_fn, treedef, tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in leaves))
+    if key not in _VOCAB_SIZES:
+        if len(_VOCAB_SIZES) >= 256:
+            _VOCAB_SIZES.clear()
+        bos = jax.ShapeDtypeStruct((), jnp.int32)
+        _VOCAB_SIZES[key] = jax.eval_shape(functools.partial(_advance, step_fn), params, carry, bos)[1].shape[0]
+    return _VOCAB_SIZES[key]
+
+
+def _check_start(step_fn, params, carry, bos, max_len, eos, pad_id) -> int:
+    """The start-up check shared by every decoder: the sizes, and ``eos`` and ``bos`` against the
+    vocabulary size ``v`` (returned). ``bos`` is checked at once when concrete, in checked mode when traced."""
+    _check_sizes(max_len, eos, pad_id)
+    if isinstance(bos, bool) or not isinstance(bos, int | np.integer):
+        bos = _checks.token_ids(bos, "bos", 0, "[] (one token id)")
+    vocab = _vocab_size(step_fn, params, carry)
     if eos is not None and eos >= vocab:
         raise ValueError(f"eos: expected a token id below the vocabulary size {vocab}, got {eos}")
-    return jax.tree_util.tree_map(lambda c, s: jnp.asarray(c, s.dtype), carry, step_carry), vocab
+    _checks.values("bos", f"a token id in [0, {vocab}) (the vocabulary of step_fn's logits)", _in(0, vocab), bos)
+    return vocab
+
+
+def _in(low, high):
+    """``low <= x < high`` elementwise, for NumPy and JAX arrays (False for NaN)."""
+    return lambda x: (x >= low) & (x < high)
 
 
 class _LoopState(NamedTuple):
@@ -99,7 +138,7 @@ def _decode_loop(pick, step_fn, params, carry, bos, key, max_len, eos, pad_id):
             key,
         )
 
-    carry, _ = _start(step_fn, params, carry, bos, eos)
+    carry, _ = _start(step_fn, params, carry, bos)
     init = _LoopState(
         jnp.zeros((), jnp.int32),
         carry,
@@ -113,7 +152,14 @@ def _decode_loop(pick, step_fn, params, carry, bos, key, max_len, eos, pad_id):
     return final.tokens, final.step, final.logprob
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
+@_checks.checked_jit(static_argnames=_STATIC)
+def _greedy(step_fn, params, carry, bos, *, max_len, eos, pad_id):
+    tokens, length, _ = _decode_loop(
+        lambda log_probs, key: jnp.argmax(log_probs), step_fn, params, carry, bos, None, max_len, eos, pad_id
+    )
+    return tokens, length
+
+
 def greedy(step_fn, params: Params, carry: Carry, bos, *, max_len: int, eos: int | None = None, pad_id: int = 0):
     """Greedy decoding: the most likely token at every step.
 
@@ -121,9 +167,10 @@ def greedy(step_fn, params: Params, carry: Carry, bos, *, max_len: int, eos: int
       step_fn: ``step_fn(params, carry, token) -> (carry, logits [v])``.
       params: passed to ``step_fn``.
       carry: the carry before ``bos`` is fed.
-      bos: the first token fed (scalar int).
+      bos: the first token fed (scalar int in ``[0, v)``; checked at once when concrete, in
+        checked mode :func:`rnnjax.checking` when traced).
       max_len: number of tokens to generate at most ``L``.
-      eos: the end token (None: always ``max_len`` tokens).
+      eos: the end token, in ``[0, v)`` (None: always ``max_len`` tokens).
       pad_id: written after the end.
 
     Returns:
@@ -137,11 +184,8 @@ def greedy(step_fn, params: Params, carry: Carry, bos, *, max_len: int, eos: int
         >>> tokens.tolist(), int(length)
         ([1, 2, 0, 0, 0], 2)
     """
-    _check_sizes(max_len, eos, pad_id)
-    tokens, length, _ = _decode_loop(
-        lambda log_probs, key: jnp.argmax(log_probs), step_fn, params, carry, bos, None, max_len, eos, pad_id
-    )
-    return tokens, length
+    _check_start(step_fn, params, carry, bos, max_len, eos, pad_id)
+    return _greedy(step_fn, params, carry, bos, max_len=max_len, eos=eos, pad_id=pad_id)
 
 
 def _filter_logits(log_probs: Array, temperature, top_k, top_p) -> Array:
@@ -161,7 +205,32 @@ def _filter_logits(log_probs: Array, temperature, top_k, top_p) -> Array:
     return logits
 
 
-@functools.partial(jax.jit, static_argnames=(*_STATIC, "top_k"))
+@_checks.checked_jit(static_argnames=(*_STATIC, "top_k"))
+def _sample(step_fn, params, carry, bos, key, *, max_len, eos, temperature, top_k, top_p, pad_id):
+    temperature = jnp.asarray(temperature, jnp.float32)  # an integer temperature too
+
+    def pick(log_probs, key):
+        if top_k is not None and top_k > log_probs.shape[-1]:
+            raise ValueError(f"top_k: expected at most the vocabulary size {log_probs.shape[-1]}, got {top_k}")
+        logits = _filter_logits(log_probs, jnp.maximum(temperature, 1e-6), top_k, top_p)
+        sampled = jax.random.categorical(key, logits)
+        return jnp.where(temperature == 0, jnp.argmax(log_probs), sampled)
+
+    tokens, length, _ = _decode_loop(pick, step_fn, params, carry, bos, key, max_len, eos, pad_id)
+    return tokens, length
+
+
+def _real_scalar(value, name: str) -> None:
+    """A Python, NumPy or JAX real number (not a bool), a scalar."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name}: expected a scalar, got shape {np.shape(value)}")
+
+
 def sample(
     step_fn,
     params: Params,
@@ -183,9 +252,14 @@ def sample(
     Args:
       step_fn, params, carry, bos, max_len, eos, pad_id: as in :func:`greedy`.
       key: PRNG key.
-      temperature: divides the log-probabilities (> 0 flattens or sharpens; 0 is argmax).
-      top_k: sample among the ``k`` most likely tokens only.
-      top_p: sample among the smallest set of most likely tokens with mass >= ``top_p``.
+      temperature: divides the log-probabilities (> 0 flattens or sharpens; 0 is argmax); finite
+        and ``>= 0``.
+      top_k: sample among the ``k`` most likely tokens only, ``1 <= top_k <= v``.
+      top_p: sample among the smallest set of most likely tokens with mass >= ``top_p``;
+        ``0 < top_p <= 1``.
+
+    ``temperature`` and ``top_p`` may be traced arrays: their values are checked at once when
+    concrete, in checked mode (:func:`rnnjax.checking`) when traced, like ``bos``.
 
     Returns:
       ``(tokens [L], length)``.
@@ -198,19 +272,28 @@ def sample(
         >>> tokens.tolist()
         [1, 2, 0, 0, 0]
     """
-    _check_sizes(max_len, eos, pad_id)
+    _check_start(step_fn, params, carry, bos, max_len, eos, pad_id)
     if top_k is not None:
         _checks.positive_int(top_k, "top_k")
-
-    def pick(log_probs, key):
-        if top_k is not None and top_k > log_probs.shape[-1]:
-            raise ValueError(f"top_k: expected at most the vocabulary size {log_probs.shape[-1]}, got {top_k}")
-        logits = _filter_logits(log_probs, jnp.maximum(temperature, 1e-6), top_k, top_p)
-        sampled = jax.random.categorical(key, logits)
-        return jnp.where(temperature == 0, jnp.argmax(log_probs), sampled)
-
-    tokens, length, _ = _decode_loop(pick, step_fn, params, carry, bos, key, max_len, eos, pad_id)
-    return tokens, length
+    _real_scalar(temperature, "temperature")
+    finite = lambda t: _in(0, np.inf)(t.astype(np.float32))  # noqa: E731 -- an integer temperature too
+    _checks.values("temperature", "a finite temperature >= 0 (0 is greedy)", finite, temperature)
+    if top_p is not None:
+        _real_scalar(top_p, "top_p")
+        _checks.values("top_p", "0 < top_p <= 1", lambda p: (p > 0) & (p <= 1), top_p)
+    return _sample(
+        step_fn,
+        params,
+        carry,
+        bos,
+        key,
+        max_len=max_len,
+        eos=eos,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        pad_id=pad_id,
+    )
 
 
 def length_penalty(length: Array, alpha: float) -> Array:
@@ -299,7 +382,6 @@ def _take_first(keys: list[list[Array]], values: list[list[Array]], n: int) -> l
     return [value[first] for value in values]
 
 
-@functools.partial(jax.jit, static_argnames=(*_STATIC, "beam_size", "alpha"))
 def beam_search(
     step_fn,
     params: Params,
@@ -360,18 +442,25 @@ def beam_search(
     References:
       Wu et al., "Google's neural machine translation system", 2016 (length penalty).
     """
-    _check_sizes(max_len, eos, pad_id)
+    vocab = _check_start(step_fn, params, carry, bos, max_len, eos, pad_id)
     _checks.positive_int(beam_size, "beam_size")
+    if vocab < 2:
+        raise ValueError(f"beam_size: needs a vocabulary of at least 2 tokens, got {vocab}")
     if not alpha >= 0:
         raise ValueError(f"alpha: expected a length-penalty exponent >= 0, got {alpha!r}")
+    return _beam_search(
+        step_fn, params, carry, bos, beam_size=beam_size, max_len=max_len, eos=eos, alpha=alpha, pad_id=pad_id
+    )
+
+
+@_checks.checked_jit(static_argnames=(*_STATIC, "beam_size", "alpha"))
+def _beam_search(step_fn, params, carry, bos, *, beam_size, max_len, eos, alpha, pad_id) -> BeamOutput:
     k = beam_size
     bos = jnp.asarray(bos, jnp.int32)
     neg_inf = jnp.float32(-jnp.inf)
     live = slice(0, k) if eos is None else slice(k, 2 * k)  # the live rows of tokens and scores
 
-    carry, vocab = _start(step_fn, params, carry, bos, eos)
-    if vocab < 2:
-        raise ValueError(f"beam_size: needs a vocabulary of at least 2 tokens, got {vocab}")
+    carry, vocab = _start(step_fn, params, carry, bos)
     beam_step = jax.vmap(functools.partial(_advance, step_fn, params))
     beams = jnp.arange(k, dtype=jnp.int32)
 
@@ -733,13 +822,18 @@ def ctc_loss_from_lengths(
 
     Args:
       logits: frame logits ``[b, t, v]`` (or ``[t, v]`` for one utterance).
-      lengths: valid frames ``[b]`` (or a scalar).
-      labels: target label ids ``[b, n]`` (or ``[n]``), never ``blank``.
-      label_lengths: valid labels ``[b]`` (or a scalar).
+      lengths: valid frames ``[b]`` (or a scalar), in ``[0, t]``.
+      labels: target label ids ``[b, n]`` (or ``[n]``), in ``[0, v)`` and never ``blank`` before
+        ``label_lengths`` (the padding after it may hold anything).
+      label_lengths: valid labels ``[b]`` (or a scalar), in ``[0, n]``.
       blank: the blank label id.
 
     Returns:
       Losses ``[b]`` (or a scalar), in nats; average them yourself (e.g. per label).
+
+    Checks: the shapes, dtypes and ``blank`` always; the values of ``lengths``,
+    ``label_lengths`` and the valid ``labels`` at once when concrete (called outside ``jit``),
+    under ``jit`` in checked mode only (:func:`rnnjax.checking`).
 
     Example:
         >>> import jax.numpy as jnp, rnnjax as rj
@@ -762,11 +856,27 @@ def ctc_loss_from_lengths(
     label_lengths = _checks.token_ids(
         label_lengths, "label_lengths", ndim=logits.ndim - 2, shape="[]" if single else "[b]"
     )
+    num_frames, num_labels = logits.shape[-2], labels.shape[-1]
+    _checks.values("lengths", f"0 <= lengths <= {num_frames} (the frames t of logits)", _in(0, num_frames + 1), lengths)
+    _checks.values(
+        "label_lengths",
+        f"0 <= label_lengths <= {num_labels} (the labels n of labels)",
+        _in(0, num_labels + 1),
+        label_lengths,
+    )
     if single:
         logits, labels, lengths, label_lengths = logits[None], labels[None], lengths[None], label_lengths[None]
     dtype = logits.dtype
-    logit_paddings = (~length_mask(lengths, logits.shape[1])).astype(dtype)
-    label_paddings = (~length_mask(label_lengths, labels.shape[1])).astype(dtype)
+    logit_paddings = (~length_mask(lengths, num_frames)).astype(dtype)
+    label_valid = length_mask(label_lengths, num_labels)
+    _checks.values(
+        "labels",
+        f"label ids in [0, {vocab}) other than blank ({blank}) before label_lengths",
+        lambda ids, valid: ((ids >= 0) & (ids < vocab) & (ids != blank)) | ~valid,
+        labels,
+        label_valid,
+    )
+    label_paddings = (~label_valid).astype(dtype)
     losses = _optax_ctc_loss(logits, logit_paddings, labels, label_paddings, blank_id=blank)
     return losses[0] if single else losses
 

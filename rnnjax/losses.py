@@ -1,7 +1,13 @@
 """Sequence losses with padding masks. Every loss is a mean over the valid steps only.
 
-Masks come from lengths with :func:`length_mask`; a step with mask False contributes
-nothing, whatever its logits or targets hold (padding may contain anything).
+Masks come from lengths with :func:`length_mask`; a step with mask False (or weight 0)
+contributes nothing, whatever its logits or targets hold (padding may contain anything).
+
+What is checked, and when: shapes and dtypes always, when the function is called or traced
+(free under ``jit``). Values (a target id outside the vocabulary, a ``length`` past the end) are
+checked at once when the arrays are concrete (called outside ``jit``), and under ``jit`` only in
+checked mode (:func:`rnnjax.checking`), as ``checkify`` checks; otherwise nothing is added to the
+jitted computation.
 """
 
 import jax.numpy as jnp
@@ -32,15 +38,23 @@ def length_mask(lengths: Array, num_steps: int) -> Array:
     return jnp.arange(num_steps, dtype=lengths.dtype) < lengths[..., None]
 
 
-def _masked_mean(values: Array, mask: Array | None, name: str = "mask") -> Array:
+def _masked_mean(values: Array, mask: Array | None) -> Array:
+    """The mean of ``values`` weighted by ``mask`` (boolean, or float weights): ``sum(m * v) / sum(m)``."""
     if mask is None:
         return jnp.mean(values)
+    mask = jnp.asarray(mask)
     if mask.shape != values.shape:
-        raise ValueError(f"{name}: expected shape {values.shape} (one flag per step), got {mask.shape}")
-    # a select, not a product: NaN or inf in the padding must not leak (NaN * 0 is NaN);
+        raise ValueError(f"mask: expected shape {values.shape} (one flag or weight per step), got {mask.shape}")
+    if not (mask.dtype == bool or jnp.issubdtype(mask.dtype, jnp.number)):
+        raise TypeError(f"mask: expected booleans or numeric weights, got dtype {mask.dtype}")
+    if mask.dtype != bool:
+        _checks.values("mask", "weights >= 0", lambda m: m >= 0, mask)
+    weights = mask.astype(values.dtype)
+    # a select, not only a product: NaN or inf in the padding must not leak (NaN * 0 is NaN);
     # an all-padding batch gives 0, not NaN
-    total = jnp.sum(jnp.where(mask, values, jnp.zeros_like(values)))
-    return total / jnp.maximum(jnp.sum(mask), 1).astype(values.dtype)
+    total = jnp.sum(jnp.where(weights != 0, weights * values, jnp.zeros_like(values)))
+    count = jnp.sum(weights)
+    return total / jnp.where(count != 0, count, jnp.ones_like(count))
 
 
 def sequence_cross_entropy(logits: Array, targets: Array, mask: Array | None = None) -> Array:
@@ -50,11 +64,15 @@ def sequence_cross_entropy(logits: Array, targets: Array, mask: Array | None = N
 
     Args:
       logits: ``[..., t, v]`` (any leading shape, e.g. ``[b, t, v]``).
-      targets: integer ids ``[..., t]``.
-      mask: boolean ``[..., t]``, True on valid steps (None: all valid).
+      targets: integer ids ``[..., t]``, in ``[0, v)`` where the mask is not 0.
+      mask: boolean ``[..., t]``, True on valid steps, or weights ``m_t >= 0`` (the loss is
+        then the weighted mean); None: all valid.
 
     Returns:
       Scalar mean loss in nats (divide by ``log 2`` for bits).
+
+    Checks: the shapes and dtypes always; target ids in ``[0, v)`` (where the mask is not 0) at
+    once on concrete arrays, under ``jit`` in checked mode only (:func:`rnnjax.checking`).
 
     Example:
         >>> import jax.numpy as jnp, rnnjax as rj
@@ -72,7 +90,15 @@ def sequence_cross_entropy(logits: Array, targets: Array, mask: Array | None = N
             f"targets: expected shape {logits.shape[:-1]} (logits without the class axis), got {targets.shape}"
         )
     losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-    return _masked_mean(losses, mask)
+    mean = _masked_mean(losses, mask)  # checks the mask first
+    vocab = logits.shape[-1]
+    expected = f"class ids in [0, {vocab}) (the last axis of logits) on the valid steps"
+    if mask is None:
+        _checks.values("targets", expected, lambda t: (t >= 0) & (t < vocab), targets)
+    else:
+        valid = lambda t, m: ((t >= 0) & (t < vocab)) | ~m.astype(bool)  # noqa: E731
+        _checks.values("targets", expected, valid, targets, jnp.asarray(mask))
+    return mean
 
 
 def sequence_mse(predictions: Array, targets: Array, mask: Array | None = None) -> Array:
@@ -81,10 +107,13 @@ def sequence_mse(predictions: Array, targets: Array, mask: Array | None = None) 
     Args:
       predictions: ``[..., t, o]``.
       targets: ``[..., t, o]``.
-      mask: boolean ``[..., t]`` (None: all valid).
+      mask: boolean ``[..., t]``, or weights ``>= 0`` (the weighted mean); None: all valid.
 
     Returns:
       Scalar.
+
+    Checks: the shapes and dtypes always; mask weights ``>= 0`` at once when concrete, under
+    ``jit`` in checked mode only (:func:`rnnjax.checking`).
 
     Example:
         >>> import jax.numpy as jnp, rnnjax as rj
@@ -103,17 +132,24 @@ def last_step(ys: Array, length: Array | int | None = None) -> Array:
     """The output at the last valid step: ``ys[length - 1]`` (``ys[-1]`` without a length).
 
     Args:
-      ys: ``[t, o]`` for one sequence (vmap for a batch).
-      length: number of valid steps (0 gives zeros).
+      ys: ``[t, ...]`` for one sequence (vmap for a batch), with ``t >= 1``.
+      length: number of valid steps, in ``[0, t]`` (0 gives zeros).
+
+    Checks: the shapes always (``t >= 1``, ``length`` an integer scalar); ``0 <= length <= t`` at
+    once when ``length`` is concrete, under ``jit`` or ``vmap`` in checked mode only
+    (:func:`rnnjax.checking`).
 
     Example:
         >>> import jax.numpy as jnp, rnnjax as rj
         >>> rj.losses.last_step(jnp.arange(5.0)[:, None], 3).tolist()
         [2.0]
     """
+    ys = jnp.asarray(ys)
+    if ys.ndim < 1 or ys.shape[0] == 0:
+        raise ValueError(f"ys: expected shape [t, ...] with at least one step, got shape {tuple(ys.shape)}")
     if length is None:
         return ys[-1]
-    length = jnp.asarray(length)
+    length = _checks.length(length, ys.shape[0])
     last = jnp.take(ys, jnp.maximum(length - 1, 0), axis=0)
     return jnp.where(length > 0, last, jnp.zeros_like(last))  # no valid step: zeros, not ys[-1]
 
@@ -124,11 +160,14 @@ def last_step_mse(ys: Array, targets: Array, length: Array | int | None = None) 
     Args:
       ys: ``[t, o]`` for one sequence.
       targets: ``[o]``.
-      length: valid steps (None: ``t``).
+      length: valid steps (None: ``t``); checked as in :func:`last_step`.
 
     Example:
         >>> import jax.numpy as jnp, rnnjax as rj
         >>> float(rj.losses.last_step_mse(jnp.ones((5, 2)), jnp.zeros(2), 3))
         1.0
     """
-    return jnp.mean((last_step(ys, length) - targets) ** 2)
+    last = last_step(ys, length)
+    if jnp.shape(targets) != last.shape:
+        raise ValueError(f"targets: expected shape {last.shape} (one step of ys), got {jnp.shape(targets)}")
+    return jnp.mean((last - targets) ** 2)

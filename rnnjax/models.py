@@ -608,6 +608,28 @@ class LanguageModel(_Dtypes):
         head = self._head(self.vocab_size).init(k_head, self.cell.output_size)
         return LanguageModelParams(embed, cell, head, None)
 
+    def _check_params(self, params: LanguageModelParams) -> None:
+        """``params`` must have this model's vocabulary and embedding sizes (at trace time, from shapes).
+
+        Another model's params would otherwise run and give other token ids, e.g. ids ``>= vocab_size``.
+        """
+        if not isinstance(params, LanguageModelParams):
+            got = type(params).__name__
+            raise TypeError(f"params: expected LanguageModelParams (from LanguageModel.init), got {got}")
+        v, model = self.vocab_size, f"LanguageModel(vocab_size={self.vocab_size}, embed_size={self.embed_size})"
+        expected = {"embed.table": (params.embed.table, (v, self.embed_size))}
+        if self.tie_weights:
+            expected["bias"] = (params.bias, (v,))
+        elif params.head is None:
+            raise ValueError(f"params.head: expected the output layer of {model}, got None (tied params?)")
+        else:
+            expected["head.w"] = (params.head.w, (self.cell.output_size, v))
+            expected["head.b"] = (params.head.b, (v,))
+        for name, (array, shape) in expected.items():
+            if np.shape(array) != shape:
+                got = f"got {np.shape(array)} (another model's params?)"
+                raise ValueError(f"params.{name}: expected shape {shape} for {model}, {got}")
+
     def _logits(self, params: LanguageModelParams, ys: Array) -> Array:
         if self.tie_weights:
             logits = self._embedding.attend(params.embed, ys)
@@ -633,6 +655,7 @@ class LanguageModel(_Dtypes):
             >>> model.apply(params, jnp.array([1, 4, 4, 2])).shape
             (4, 10)
         """
+        self._check_params(params)
         tokens = _token_sequence(tokens, "tokens", self.vocab_size)
         length = _checks.length(length, tokens.shape[0])
         k_in, k_out = (None, None) if key is None else jax.random.split(key)
@@ -664,6 +687,7 @@ class LanguageModel(_Dtypes):
             >>> logits.shape, more.shape
             ((3, 50), (2, 50))
         """
+        self._check_params(params)
         tokens = _token_sequence(tokens, "tokens", self.vocab_size)
         carry, ys = unroll(self.cell, params.cell, self._embedding.apply(params.embed, tokens), carry, hoist=self.hoist)
         return carry, self._logits(params, ys)
@@ -699,6 +723,7 @@ class LanguageModel(_Dtypes):
             >>> logits.shape
             (10,)
         """
+        self._check_params(params)
         token = _one_token(token, self.vocab_size)
         carry, y = self.cell.step(params.cell, carry, self._embedding.apply(params.embed, token))
         return carry, self._logits(params, y)

@@ -212,7 +212,7 @@ def test_decode_vmap_equals_loop_and_no_retrace():
     new = jax.tree_util.tree_map(lambda x: x * 1.01, params)
     cap.decode_captions(_model(), new, data.images, max_len=L, beam_size=3)
     assert cap.decode_captions._cache_size() == size
-    # in checking mode the library's value checks run inside (a second, checkified compilation): same result
+    # in checking mode too (it runs no value checks: checkify cannot batch the decoders' while loops)
     with rj.checking():
         checked = cap.decode_captions(model, params, data.images, max_len=L, beam_size=3)
     np.testing.assert_array_equal(checked[0], tokens)

@@ -104,3 +104,21 @@ def test_traced_length_checked_under_checkify(params):
     with pytest.raises(checkify.JaxRuntimeError, match=re.escape("length: expected 0 <= length <= 5")):
         err.throw()
     f(params, 5)[0].throw()
+
+
+def test_checked_jit_never_hands_a_checked_trace_to_an_unchecked_call():
+    """A library jit called inside the user's checkified jit in checking mode, then in a plain jit outside it."""
+
+    @rj._checks.checked_jit
+    def double(x):
+        if rj._checks.is_checking():
+            rj._checks.value_check(jnp.all(jnp.isfinite(x)), "x: expected finite values")
+        return 2 * x
+
+    with rj.checking():
+        err, _ = jax.jit(checkify.checkify(lambda x: double(x)))(jnp.array([jnp.nan]))
+        with pytest.raises(checkify.JaxRuntimeError, match="x: expected finite values"):
+            err.throw()
+        with pytest.raises(ValueError, match="x: expected finite values"):
+            double(jnp.array([jnp.inf]))  # called directly: raised at the call
+    np.testing.assert_array_equal(jax.jit(lambda x: double(x))(jnp.array([1.0])), [2.0])  # no stale checked trace

@@ -7,6 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.experimental import checkify
 
 import rnnjax as rj
 
@@ -300,3 +303,73 @@ def test_edit_distance_and_error_rate():
         a = "".join(rng.choice(list("ab"), rng.integers(0, 6)))
         c = "".join(rng.choice(list("abc"), rng.integers(0, 6)))
         assert rj.decode.edit_distance(a, c) == slow(a, c)
+
+
+# ----------------------------------------------------------------------------- argument values (issue 15)
+
+LOSS = rj.decode.ctc_loss_from_lengths
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # used to return a negative loss (-0.43)
+        ((6, [1, 5], 2), r"labels: expected label ids in \[0, 3\) other than blank \(0\) before label_lengths, got 5"),
+        ((6, [1, -1], 2), r"labels: .*, got -1"),
+        ((6, [1, 0], 2), r"labels: .* other than blank \(0\).*, got 0"),
+        # used to be accepted as if the lengths were the array's
+        ((9, [1, 2], 2), r"lengths: expected 0 <= lengths <= 6 \(the frames t of logits\), got 9"),
+        ((-1, [1, 2], 2), r"lengths: .*, got -1"),
+        ((6, [1, 2], 4), r"label_lengths: expected 0 <= label_lengths <= 2 \(the labels n of labels\), got 4"),
+    ],
+)
+def test_ctc_loss_values_outside_their_range_are_named(args, message):
+    lengths, labels, label_lengths = args
+    with pytest.raises(ValueError, match=message):
+        LOSS(jnp.zeros((6, 3)), lengths, jnp.array(labels), label_lengths)
+
+
+def test_ctc_loss_padding_labels_are_free_and_traced_values_are_checked_in_checked_mode():
+    logits = jnp.zeros((2, 6, 3))
+    labels = jnp.array([[1, 2], [2, -1]])  # -1: padding after label_lengths
+    lengths, label_lengths = jnp.array([6, 4]), jnp.array([2, 1])
+    np.testing.assert_allclose(
+        LOSS(logits, lengths, labels, label_lengths), LOSS(logits, lengths, labels.at[1, 1].set(1), label_lengths)
+    )
+    with pytest.raises(ValueError, match=r"lengths: .*, got 7"):
+        LOSS(logits, jnp.array([6, 7]), labels, label_lengths)
+    with rj.checking():
+        checked = checkify.checkify(jax.jit(lambda *args: LOSS(*args)))
+        assert checked(logits, lengths, labels, label_lengths)[0].get() is None
+        assert "labels: expected label ids in [0, 3)" in checked(logits, lengths, labels, jnp.array([2, 2]))[0].get()
+        assert "lengths: expected 0 <= lengths <= 6" in checked(logits, lengths + 1, labels, label_lengths)[0].get()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    t=st.integers(3, 4),
+    n=st.integers(1, 2),
+    length=st.integers(-1, 5),
+    label_length=st.integers(-1, 3),
+    labels=st.lists(st.integers(-1, 3), min_size=2, max_size=2),
+    seed=st.integers(0, 2**16),
+)
+def test_ctc_loss_raises_a_named_error_or_equals_the_sum_over_alignments(t, n, length, label_length, labels, seed):
+    v, labels = 3, np.array(labels[:n])
+    logits = 1.5 * np.random.default_rng(seed).normal(size=(t, v)).astype(np.float32)
+    bad = {"lengths"} if not 0 <= length <= t else set()
+    bad |= {"label_lengths"} if not 0 <= label_length <= n else set()
+    if 0 <= label_length <= n and np.any((labels[:label_length] <= 0) | (labels[:label_length] >= v)):  # blank: 0
+        bad |= {"labels"}
+    try:
+        loss = LOSS(jnp.asarray(logits), length, jnp.asarray(labels), label_length)
+    except (ValueError, TypeError) as e:
+        assert bad and str(e).split(":")[0] in bad, e
+        return
+    assert not bad
+    exact = exhaustive(jax.nn.log_softmax(logits), 0, length)
+    target = tuple(labels[:label_length].tolist())
+    if target in exact:
+        assert float(loss) == pytest.approx(-exact[target], abs=1e-4)
+    else:  # the labels do not fit in the frames
+        assert float(loss) > 1e3

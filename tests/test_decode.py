@@ -10,6 +10,8 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rnnjax as rj
 
@@ -333,3 +335,129 @@ def test_without_eos_the_search_loop_has_no_data_dependent_stop_even_batched():
         assert loop_condition_shapes(lambda c, search=search: search(c, 0)) == [()]
     with_eos = functools.partial(rj.decode.beam_search, lm_step, params, beam_size=2, max_len=5, eos=EOS)
     assert loop_condition_shapes(lambda c: with_eos(c, 0)) == [(4,)]  # with eos, each example stops on its own
+
+
+# ----------------------------------------------------------------------------- argument values (issue 15)
+
+SAMPLE = functools.partial(rj.decode.sample, markov_step_logits, integer_chain(0), (), 0, jax.random.key(0), max_len=3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(top_p=0.0), r"top_p: expected 0 < top_p <= 1, got 0.0"),
+        (dict(top_p=-0.5), r"top_p: expected 0 < top_p <= 1, got -0.5"),
+        (dict(top_p=1.5), r"top_p: expected 0 < top_p <= 1, got 1.5"),
+        (dict(top_p=np.float32(2.0)), r"top_p: expected 0 < top_p <= 1, got 2.0"),
+        (dict(temperature=-1.0), r"temperature: expected a finite temperature >= 0 \(0 is greedy\), got -1.0"),
+        (dict(temperature=float("nan")), r"temperature: expected a finite temperature >= 0 .*, got nan"),
+        (dict(temperature=jnp.inf), r"temperature: expected a finite temperature >= 0 .*, got inf"),
+        (dict(temperature=jnp.array(-0.5)), r"temperature: expected a finite temperature >= 0 .*, got -0.5"),
+    ],
+)
+def test_sample_rejects_temperature_and_top_p_outside_their_range(kwargs, message):
+    # each used to run: top_p <= 0 or nan temperature gave token 0 every step, a negative temperature argmax
+    with pytest.raises(ValueError, match=message):
+        SAMPLE(**kwargs)
+
+
+def test_sample_checks_traced_temperature_and_top_p_in_checked_mode():
+    from jax.experimental import checkify
+
+    def run(temperature, top_p):
+        return SAMPLE(temperature=temperature, top_p=top_p)
+
+    with pytest.raises(ValueError, match=r"temperature: expected a scalar"):
+        SAMPLE(temperature=jnp.ones(2))
+    with pytest.raises(TypeError, match="top_p: expected a real number"):
+        SAMPLE(top_p="0.9")
+    jax.jit(lambda t, p: run(t, p))(-1.0, 0.0)  # traced, unchecked: nothing added to the compiled loop
+    with rj.checking():
+        checked = checkify.checkify(jax.jit(run))
+        assert checked(0.5, 0.9)[0].get() is None
+        assert "temperature: expected a finite temperature >= 0" in checked(-1.0, 0.9)[0].get()
+        assert "top_p: expected 0 < top_p <= 1" in checked(0.5, 0.0)[0].get()
+
+
+@pytest.mark.parametrize("bos", [5, -1, np.int64(7), jnp.array(5)])
+@pytest.mark.parametrize("decoder", ["greedy", "sample", "beam_search"])
+def test_bos_outside_the_vocabulary_is_named(decoder, bos):
+    # used to run: the step's table lookup clamped or wrapped bos to another token
+    step, table = markov_step_logits, integer_chain(0)
+    call = {
+        "greedy": lambda b: rj.decode.greedy(step, table, (), b, max_len=3, eos=1),
+        "sample": lambda b: rj.decode.sample(step, table, (), b, jax.random.key(0), max_len=3),
+        "beam_search": lambda b: rj.decode.beam_search(step, table, (), b, beam_size=2, max_len=3),
+    }[decoder]
+    with pytest.raises(ValueError, match=rf"bos: expected a token id in \[0, 5\) .*, got {int(bos)}"):
+        call(bos)
+    with pytest.raises(TypeError, match="bos: expected integer token ids"):
+        call(1.0)
+    # traced bos (vmap): checked in checked mode
+    with rj.checking(), pytest.raises(Exception, match=r"bos: expected a token id in \[0, 5\)"):
+        jax.vmap(call)(jnp.array([0, int(bos)]))
+
+
+def greedy_reference(logits, bos, max_len, eos, pad_id=0):
+    """Greedy decoding of a Markov chain of ``logits [v, v]`` in a Python loop."""
+    tokens, token = [], bos
+    while len(tokens) < max_len and (not tokens or tokens[-1] != eos):
+        token = int(np.argmax(logits[token]))
+        tokens.append(token)
+    return tokens + [pad_id] * (max_len - len(tokens)), len(tokens)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    v=st.sampled_from([3, 4]),
+    bos=st.integers(-2, 5),
+    eos=st.one_of(st.none(), st.integers(0, 5)),
+    max_len=st.sampled_from([1, 3]),
+    temperature=st.sampled_from([0.0, -1.0, float("nan"), float("inf")]),
+    top_p=st.sampled_from([None, 0.0, 0.5, 1.0, 1.5]),
+    seed=st.integers(0, 3),
+)
+def test_decoders_raise_a_named_error_or_equal_a_python_loop(v, bos, eos, max_len, temperature, top_p, seed):
+    logits = np.random.default_rng(seed).normal(size=(v, v)).astype(np.float32)
+    bad = {"bos"} if not 0 <= bos < v else set()
+    bad |= {"eos"} if eos is not None and eos >= v else set()
+    want = greedy_reference(logits, bos, max_len, eos) if not bad else None
+    kwargs = dict(max_len=max_len, eos=eos)
+    try:
+        tokens, length = rj.decode.greedy(markov_step_logits, jnp.asarray(logits), (), bos, **kwargs)
+    except (ValueError, TypeError) as e:
+        assert bad and str(e).split(":")[0] in bad, e
+    else:
+        assert not bad and (tokens.tolist(), int(length)) == want
+    # temperature 0 samples greedily
+    bad |= {"temperature"} if not 0 <= temperature < math.inf else set()
+    bad |= {"top_p"} if top_p is not None and not 0 < top_p <= 1 else set()
+    try:
+        key = jax.random.key(seed)
+        tokens, length = rj.decode.sample(
+            markov_step_logits, jnp.asarray(logits), (), bos, key, temperature=temperature, top_p=top_p, **kwargs
+        )
+    except (ValueError, TypeError) as e:
+        assert bad and str(e).split(":")[0] in bad, e
+    else:
+        assert not bad and (tokens.tolist(), int(length)) == want
+
+
+def test_decoders_run_a_model_step_that_checks_values_in_checked_mode():
+    # LanguageModel.step_fn checks its token ids in checked mode: the decoders' compiled loops run checkified
+    model = rj.models.LanguageModel(V, 4, CELL)
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    leaves = [jnp.full(s.shape, 0.1 * i, s.dtype) for i, s in enumerate(jax.tree_util.tree_leaves(shapes))]
+    params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), leaves)
+    carry = model.initial_carry(params)
+    runs = {
+        "greedy": lambda: rj.decode.greedy(model.step_fn, params, carry, 0, max_len=4, eos=EOS),
+        "sample": lambda: rj.decode.sample(model.step_fn, params, carry, 0, jax.random.key(1), max_len=4),
+        "beam": lambda: rj.decode.beam_search(model.step_fn, params, carry, 0, beam_size=2, max_len=4, eos=EOS),
+    }
+    for name, run in runs.items():
+        want = run()
+        with rj.checking():
+            got = run()
+        for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+            np.testing.assert_array_equal(g, w, err_msg=name)

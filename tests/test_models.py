@@ -475,6 +475,32 @@ def test_input_errors_name_the_argument():
         lm.apply(p_lm, jnp.array([1, 10]))  # out-of-range ids are value-checked in checked mode
 
 
+def test_language_model_rejects_another_language_models_params():
+    # a LanguageModel(5) step given LanguageModel(7)'s params used to run, emitting token ids up to 6
+    small, large = models.LanguageModel(5, 4, rj.GRUCell(8)), models.LanguageModel(7, 4, rj.GRUCell(8))
+    params = init(large)
+    carry = small.initial_carry(params)
+    model = r"LanguageModel\(vocab_size=5, embed_size=4\)"
+    message = rf"params.embed.table: expected shape \(5, 4\) for {model}, got \(7, 4\)"
+    with pytest.raises(ValueError, match=message):
+        small.step_fn(params, carry, jnp.array(1))
+    with pytest.raises(ValueError, match=message):
+        rj.decode.greedy(small.step_fn, params, carry, 0, max_len=3)
+    with pytest.raises(ValueError, match=message):
+        small.apply(params, jnp.array([1, 2]))
+    # only the head differs (another embed_size would fail on the table): named too
+    head_only = params._replace(embed=init(small).embed)
+    with pytest.raises(ValueError, match=r"params.head.w: expected shape \(8, 5\) .*, got \(8, 7\)"):
+        small.unroll(head_only, jnp.array([1, 2]))
+    tied = models.LanguageModel(5, 8, rj.GRUCell(8), tie_weights=True)
+    with pytest.raises(ValueError, match=r"params.bias: expected shape \(5,\)"):
+        tied.step_fn(init(tied)._replace(bias=jnp.zeros(7)), carry, jnp.array(1))
+    with pytest.raises(ValueError, match=r"params.head: expected the output layer .*, got None"):
+        small.step_fn(init(tied)._replace(embed=init(small).embed), carry, jnp.array(1))
+    with pytest.raises(TypeError, match="params: expected LanguageModelParams"):
+        small.step_fn(dict(init(small)._asdict()), carry, jnp.array(1))
+
+
 def test_models_are_hashable_static_arguments():
     a = models.LanguageModel(10, 4, [rj.GRUCell(4), rj.GRUCell(4)])
     b = models.LanguageModel(10, 4, [rj.GRUCell(4), rj.GRUCell(4)])
