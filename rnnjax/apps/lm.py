@@ -432,14 +432,11 @@ def generate(
     """Continue ``prompt`` with greedy decoding, sampling (temperature, top-p) and beam search.
 
     The prompt is fed to the model (teacher forcing) to build the carry; decoding starts from
-    its last character. Returns ``{"greedy": text, "sample": text, "beam": text}``.
+    its last character. Returns ``{"greedy": text, "sample": text, "beam": text}``. The decoders
+    check ``temperature`` and ``top_p`` (:func:`rnnjax.decode.sample`).
     """
     if not prompt:
         raise ValueError("prompt: expected at least one character")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature: expected a finite number >= 0, got {temperature!r}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p: expected a number in (0, 1], got {top_p!r}")
     ids = jnp.asarray(vocab.encode(prompt))
     carry = model.unroll(params, ids[:-1])[0] if len(ids) > 1 else model.initial_carry(params)
     step_fn = model.step_fn
