@@ -161,7 +161,7 @@ def _checked(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def checked(self, params, *args, **kwargs):
-        self._check_params(params)
+        self.check_params(params)
         return method(self, params, *args, **kwargs)
 
     return checked
@@ -199,6 +199,8 @@ class ElmanParams(NamedTuple):
     b: Array  # [h]
     carry0: HiddenCarry | None = None
 
+    gate_fields = ("w_i", "w_h", "b")  # last axis: gates x hidden (rnnjax.typing.GatedParams)
+
 
 class JordanParams(NamedTuple):
     w_i: Array  # [f, h]    input -> hidden
@@ -221,6 +223,8 @@ class LSTMParams(NamedTuple):
     peephole: Array | None = None  # [3, h]  rows: input, forget, output gate
     carry0: LSTMCarry | None = None
 
+    gate_fields = ("w_i", "w_h", "b")
+
 
 class GRUParams(NamedTuple):
     w_i: Array  # [f, 3h]  gate blocks r, z, n
@@ -229,17 +233,23 @@ class GRUParams(NamedTuple):
     b_h: Array | None = None  # [3h]  recurrent bias (reset_after=True only)
     carry0: HiddenCarry | None = None
 
+    gate_fields = ("w_i", "w_h", "b", "b_h")
+
 
 class MinGRUParams(NamedTuple):
     w_i: Array  # [f, 2h]  blocks z, candidate
     b: Array  # [2h]
     carry0: HiddenCarry | None = None
 
+    gate_fields = ("w_i", "b")
+
 
 class MinLSTMParams(NamedTuple):
     w_i: Array  # [f, 3h]  blocks f, i, candidate
     b: Array  # [3h]
     carry0: HiddenCarry | None = None
+
+    gate_fields = ("w_i", "b")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -296,7 +306,7 @@ class _Cell:
         """The input size ``f`` that ``params`` were initialised for."""
         return params.w_i.shape[0]
 
-    def _check_params(self, params: Params) -> None:
+    def check_params(self, params: Params) -> None:
         """``params`` must be what ``self.init`` makes: its structure, exact shapes, floating dtypes.
 
         Runs on shapes only (at trace time under ``jit``; cached per cell and input size).

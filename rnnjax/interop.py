@@ -52,8 +52,8 @@ from rnnjax.cells import (
     LSTMCell,
     LSTMParams,
 )
-from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, _as_layer
-from rnnjax.typing import Array, Carry, Params, PRNGKey, Shape
+from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, as_layer
+from rnnjax.typing import Array, Carry, Cell, Layer, Params, PRNGKey, Shape
 
 __all__ = [
     "apply_with_carry",
@@ -121,10 +121,6 @@ def _swap_first_two_gates(w: np.ndarray) -> np.ndarray:
     return np.concatenate([b, a, c], axis=-1)
 
 
-def _is_cell(obj) -> bool:
-    return hasattr(obj, "step") and hasattr(obj, "initial_carry") and not hasattr(obj, "apply")
-
-
 # --- carries of any layer ------------------------------------------------------------------------
 
 
@@ -150,7 +146,7 @@ def initial_carry(layer, params: Params, batch_shape: Shape = ()) -> Carry:
         >>> fwd.h.shape, last.c.shape
         ((5, 4), (5, 4))
     """
-    layer = _as_layer(layer)
+    layer = as_layer(layer)
     if not isinstance(layer, RNN | Bidirectional | Stack):
         raise TypeError(f"layer: expected a cell, RNN, Bidirectional or Stack, got {type(layer).__name__}")
     return layer.initial_carry(params, batch_shape)
@@ -185,15 +181,15 @@ def apply_with_carry(
         >>> ys.shape, bool(jnp.allclose(fwd.h, ys[3, :4])), bool(jnp.allclose(bwd.h, ys[0, 4:]))
         ((6, 8), True, True)
     """
-    layer = _as_layer(layer)
-    if not hasattr(layer, "apply_with_carry"):
+    layer = as_layer(layer)
+    if not isinstance(layer, Layer):
         raise TypeError(f"layer: expected a cell, RNN, Bidirectional or Stack, got {type(layer).__name__}")
     return layer.apply_with_carry(params, xs, carry, length=length, key=key)
 
 
 def _directions(layer) -> list:
     """The cells of ``layer`` in torch's order: layer 0 forward, layer 0 backward, layer 1 forward, ..."""
-    if _is_cell(layer):
+    if isinstance(layer, Cell):
         return [layer]
     if isinstance(layer, RNN):
         return [layer.cell]
@@ -660,9 +656,9 @@ def _params_problem(expected, given, path: str, shapes: bool) -> tuple[type, str
 def _check_params(layer, params, argument: str = "layer") -> None:
     """``params`` must be what ``layer.init`` gives (a cell is ``RNN(cell)``): the same types and
     shapes, floating-point arrays; a ``TypeError``/``ValueError`` names the first entry that is not."""
-    layer = _as_layer(layer)
+    layer = as_layer(layer)
     for cell in _directions(layer):  # raises for other layers
-        if not _is_cell(cell):
+        if not isinstance(cell, Cell):
             raise TypeError(f"{argument}: expected rnnjax cells, got {type(cell).__name__}")
     key = jax.random.key(0)
     problem = _params_problem(jax.eval_shape(lambda k: layer.init(k, 1), key), params, "params", shapes=False)
@@ -682,7 +678,7 @@ def _check_params(layer, params, argument: str = "layer") -> None:
 
 def _levels(layer, params) -> tuple[list, float]:
     """``([[(cell, params) per direction] per layer], dropout)`` of a layer that torch can hold."""
-    layer = _as_layer(layer)
+    layer = as_layer(layer)
     if isinstance(layer, Stack):
         return [_level(sub, p) for sub, p in zip(layer.layers, params, strict=True)], layer.dropout
     return [_level(layer, params)], 0.0
@@ -1065,7 +1061,7 @@ def to_keras(layer, params: Params, keras_layer=None):
     """
     import keras
 
-    layer = _as_layer(layer)
+    layer = as_layer(layer)
     _check_params(layer, params)
     if isinstance(layer, Stack):
         if keras_layer is not None and len(keras_layer) != len(layer.layers):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from rnnjax import _checks
 from rnnjax.recurrence import unroll
-from rnnjax.typing import Array, Carry, Cell, Params, PRNGKey, Shape
+from rnnjax.typing import Array, Carry, Cell, Layer, Params, PRNGKey, Shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,9 +100,39 @@ def _init_chain(parts, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
     return tuple(params)
 
 
-def _as_layer(layer) -> Any:
-    """A cell becomes an ``RNN`` layer; a layer is kept as it is."""
-    return layer if hasattr(layer, "apply") else RNN(layer)
+def as_layer(layer, name: str = "layer") -> Layer:
+    """A cell becomes an ``RNN`` layer; a layer (:class:`rnnjax.typing.Layer`) is kept as it is.
+
+    Example:
+        >>> import rnnjax as rj
+        >>> rj.layers.as_layer(rj.GRUCell(4))
+        RNN(cell=GRUCell(hidden_size=4, ...), reverse=False, unroll=None, hoist=None, remat=False, parallel=False)
+    """
+    if isinstance(layer, Layer):
+        return layer
+    if isinstance(layer, Cell):
+        return RNN(layer)
+    raise TypeError(f"{name}: expected an rnnjax cell or layer (RNN, Bidirectional, Stack), got {type(layer).__name__}")
+
+
+def as_cell(cell, name: str = "cell") -> Cell:
+    """A cell (:class:`rnnjax.typing.Cell`), or a list of cells made into a :class:`StackedCell`.
+
+    For what must step one token at a time (decoders); a layer is an error that says so.
+
+    Example:
+        >>> import rnnjax as rj
+        >>> rj.layers.as_cell([rj.LSTMCell(8), rj.GRUCell(4)]).output_size
+        4
+    """
+    if isinstance(cell, list | tuple):
+        cell = StackedCell(list(cell))
+    if not isinstance(cell, Cell):
+        raise TypeError(
+            f"{name}: expected an rnnjax cell or a list of cells (it steps one token at a time; use "
+            f"rj.StackedCell([...]) rather than rj.Stack), got {type(cell).__name__}"
+        )
+    return cell
 
 
 _MERGES = {
@@ -146,7 +176,7 @@ class Bidirectional:
 
     def __post_init__(self):
         for name, reverse in (("forward", False), ("backward", True)):
-            layer = _as_layer(getattr(self, name))
+            layer = as_layer(getattr(self, name), name)
             if not isinstance(layer, RNN):
                 raise TypeError(f"{name}: expected a cell or an rnnjax.RNN, got {type(layer).__name__}")
             object.__setattr__(self, name, dataclasses.replace(layer, reverse=reverse))
@@ -163,6 +193,10 @@ class Bidirectional:
         if self.merge == "concat":
             return self.forward.output_size + self.backward.output_size
         return self.forward.output_size
+
+    def merge_outputs(self, ys_forward: Array, ys_backward: Array) -> Array:
+        """The two directions' outputs ``[..., h]`` merged as ``merge`` says."""
+        return _MERGES[self.merge](ys_forward, ys_backward)
 
     def init(self, key: PRNGKey, input_size: int) -> BidirectionalParams:
         """``BidirectionalParams(forward, backward)``."""
@@ -193,7 +227,7 @@ class Bidirectional:
         carry_f, carry_b = (None, None) if carry is None else carry
         carry_f, ys_f = self.forward.apply_with_carry(params.forward, xs, carry_f, length=length)
         carry_b, ys_b = self.backward.apply_with_carry(params.backward, xs, carry_b, length=length)
-        return (carry_f, carry_b), _MERGES[self.merge](ys_f, ys_b)
+        return (carry_f, carry_b), self.merge_outputs(ys_f, ys_b)
 
     def apply(self, params: BidirectionalParams, xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
         """Merged outputs ``[t, o]`` for ``xs: [t, f]``."""
@@ -226,7 +260,8 @@ class Stack:
     def __post_init__(self):
         if len(self.layers) == 0:
             raise ValueError("layers: expected at least one layer, got none")
-        object.__setattr__(self, "layers", tuple(_as_layer(layer) for layer in self.layers))
+        layers = tuple(as_layer(layer, f"layers[{i}]") for i, layer in enumerate(self.layers))
+        object.__setattr__(self, "layers", layers)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
 
@@ -307,12 +342,12 @@ class StackedCell:
     def output_size(self) -> int:
         return self.cells[-1].output_size
 
-    def _check_params(self, params: tuple[Params, ...]) -> None:
+    def check_params(self, params: tuple[Params, ...]) -> None:
+        """A tuple of one params per cell, each checked by its cell."""
         if not isinstance(params, tuple) or len(params) != len(self.cells):
             raise ValueError(f"params: expected a tuple of {len(self.cells)} cell params, got {type(params).__name__}")
         for cell, p in zip(self.cells, params, strict=True):
-            if hasattr(cell, "_check_params"):
-                cell._check_params(p)
+            cell.check_params(p)
 
     def input_size(self, params: tuple[Params, ...]) -> int:
         return self.cells[0].input_size(params[0])

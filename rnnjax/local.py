@@ -186,7 +186,7 @@ class IIRMLPCell:
         """The input size ``f`` that ``params`` were initialised for."""
         return params.layers[0].w.shape[1]
 
-    def _check_params(self, params) -> None:
+    def check_params(self, params) -> None:
         _checks.params_type(params, IIRMLPParams, self)
         if len(params.layers) != self.num_layers:
             raise ValueError(f"params: expected {self.num_layers} layers for {self!r}, got {len(params.layers)}")
@@ -246,7 +246,7 @@ class IIRMLPCell:
             >>> [c.shape for c in carry.inputs], [c.shape for c in carry.synapses]
             ([(2, 3, 2), (2, 4, 2)], [(2, 4, 3, 1), (2, 1, 4, 1)])
         """
-        self._check_params(params)
+        self.check_params(params)
         dtype = self._compute_dtype(params)
         inputs, synapses = [], []
         for layer in params.layers:
@@ -421,7 +421,7 @@ class CRBPState(NamedTuple):
 def _check_crbp(cell, params, depth) -> None:
     if not isinstance(cell, IIRMLPCell):
         raise TypeError(f"cell: expected an IIRMLPCell, got {type(cell).__name__}")
-    cell._check_params(params)
+    cell.check_params(params)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise ValueError(f"depth: expected a non-negative integer (the truncation h), got {depth!r}")
 

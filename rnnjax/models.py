@@ -37,7 +37,7 @@ from jax import lax
 from rnnjax import _checks
 from rnnjax.cells import DenseParams, accumulation_dtype
 from rnnjax.heads import Dense, Embedding, EmbeddingParams
-from rnnjax.layers import _MERGES, RNN, Bidirectional, Stack, StackedCell, _as_layer
+from rnnjax.layers import RNN, Bidirectional, Stack, as_cell, as_layer
 from rnnjax.recurrence import unroll
 from rnnjax.typing import Array, Carry, Params, PRNGKey
 
@@ -63,7 +63,7 @@ __all__ = [
 
 def _check_encoder(encoder, name: str = "encoder"):
     """A cell becomes an ``RNN``; the layer (or a ``Stack``'s last layer) must be an RNN or Bidirectional."""
-    layer = _as_layer(encoder)
+    layer = as_layer(encoder, name)
     top = layer
     while isinstance(top, Stack):
         top = top.layers[-1]
@@ -73,18 +73,6 @@ def _check_encoder(encoder, name: str = "encoder"):
             f"these, got {type(encoder).__name__}"
         )
     return layer
-
-
-def _check_cell(cell, name: str = "cell"):
-    """A cell, or a list of cells made into a :class:`StackedCell` (it must step, for decoding)."""
-    if isinstance(cell, list | tuple):
-        cell = StackedCell(cell)
-    if not all(hasattr(cell, m) for m in ("init", "initial_carry", "step", "output_size")):
-        raise TypeError(
-            f"{name}: expected an rnnjax cell or a list of cells (a model that decodes steps one token at a "
-            f"time; use rj.StackedCell([...]) rather than rj.Stack), got {type(cell).__name__}"
-        )
-    return cell
 
 
 def _with_dtypes(part, dtype, param_dtype):
@@ -217,7 +205,7 @@ def _run_encoder(layer, params: Params, xs: Array, length: Array | None, key: PR
     if isinstance(layer, Bidirectional):
         ys_f, finals_f = _run_encoder(layer.forward, params.forward, xs, length, None)
         ys_b, finals_b = _run_encoder(layer.backward, params.backward, xs, length, None)
-        return _MERGES[layer.merge](ys_f, ys_b), finals_f + finals_b
+        return layer.merge_outputs(ys_f, ys_b), finals_f + finals_b
     # A Stack: what Stack.apply does (same keys, same dropout between layers), keeping the top's finals.
     n = len(layer.layers)
     if len(params) != n:
@@ -400,7 +388,7 @@ class SequenceClassifier(_Dtypes):
         if self.pooling == "last":
             top = _top(self.encoder)
             if isinstance(top, Bidirectional):
-                return _MERGES[top.merge](finals[0].output, finals[1].output)
+                return top.merge_outputs(finals[0].output, finals[1].output)
             return finals[0].output
         valid = _valid_mask(length, ys.shape[0])[:, None]
         if self.pooling == "mean":
@@ -577,7 +565,7 @@ class LanguageModel(_Dtypes):
     def __post_init__(self):
         _checks.positive_int(self.vocab_size, "vocab_size")
         _checks.positive_int(self.embed_size, "embed_size")
-        object.__setattr__(self, "cell", _check_cell(self.cell))
+        object.__setattr__(self, "cell", as_cell(self.cell))
         self._pass_dtypes("cell")
         if self.tie_weights and self.cell.output_size != self.embed_size:
             raise ValueError(
@@ -798,7 +786,7 @@ class ConditionedGenerator(_Dtypes):
         _checks.positive_int(self.feature_size, "feature_size")
         _checks.positive_int(self.vocab_size, "vocab_size")
         _checks.positive_int(self.embed_size, "embed_size")
-        object.__setattr__(self, "cell", _check_cell(self.cell))
+        object.__setattr__(self, "cell", as_cell(self.cell))
         self._pass_dtypes("cell")
         if self.condition not in _CONDITIONS:
             raise ValueError(f"condition: expected one of {_CONDITIONS}, got {self.condition!r}")
@@ -1025,7 +1013,7 @@ class Seq2Seq:
         _checks.positive_int(self.tgt_vocab, "tgt_vocab")
         _checks.positive_int(self.embed_size, "embed_size")
         object.__setattr__(self, "encoder", _check_encoder(self.encoder))
-        object.__setattr__(self, "decoder_cell", _check_cell(self.decoder_cell, "decoder_cell"))
+        object.__setattr__(self, "decoder_cell", as_cell(self.decoder_cell, "decoder_cell"))
         if self.attention not in _ATTENTIONS:
             raise ValueError(f"attention: expected one of {_ATTENTIONS}, got {self.attention!r}")
         if self.attention_size is None:

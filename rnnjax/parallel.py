@@ -34,12 +34,9 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rnnjax import _checks, train
-from rnnjax.cells import ElmanParams, GRUParams, LSTMParams, MinGRUParams, MinLSTMParams
-from rnnjax.typing import Params
+from rnnjax.typing import GatedParams, Params
 
 DATA, MODEL = "data", "model"  # the mesh axis names
-_GATED_PARAMS = (ElmanParams, LSTMParams, GRUParams, MinGRUParams, MinLSTMParams)
-_GATE_FIELDS = ("w_i", "w_h", "b", "b_h")  # last axis: gates x hidden
 
 
 # --- the mesh ----------------------------------------------------------------------------------
@@ -118,8 +115,9 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def param_shardings(tree: Any, mesh: Mesh) -> Any:
     """Shardings for params or optimizer state: replicated, except gate dimensions over ``model``.
 
-    The fields ``w_i``, ``w_h``, ``b``, ``b_h`` of the gated cells' params (last axis ``g``,
-    gates x hidden) are split over the ``model`` axis when ``g`` divides by its size; everything
+    The ``gate_fields`` of params that declare them (:class:`rnnjax.typing.GatedParams`: the
+    Elman, LSTM, GRU and min cells' ``w_i``, ``w_h``, ``b``, ``b_h``; last axis ``g``, gates x
+    hidden) are split over the ``model`` axis when ``g`` divides by its size; everything
     else (embeddings, heads, counters, other cells) is replicated. Optimizer states of optax hold
     params-shaped trees (adam's ``mu`` and ``nu``), which get the same shardings as the params.
 
@@ -147,15 +145,15 @@ def param_shardings(tree: Any, mesh: Mesh) -> Any:
         return NamedSharding(mesh, P(*([None] * (ndim - 1)), MODEL))
 
     def node_shardings(node):
-        if isinstance(node, _GATED_PARAMS):
+        if isinstance(node, GatedParams):
             fields = {
-                name: jax.tree_util.tree_map(gate_sharding if name in _GATE_FIELDS else (lambda _: whole), value)
+                name: jax.tree_util.tree_map(gate_sharding if name in node.gate_fields else (lambda _: whole), value)
                 for name, value in node._asdict().items()
             }
             return type(node)(**fields)
         return jax.tree_util.tree_map(lambda _: whole, node)
 
-    return jax.tree_util.tree_map(node_shardings, tree, is_leaf=lambda x: isinstance(x, _GATED_PARAMS))
+    return jax.tree_util.tree_map(node_shardings, tree, is_leaf=lambda x: isinstance(x, GatedParams))
 
 
 def _place(tree, shardings, *, for_jit=False):

@@ -194,8 +194,7 @@ def unroll(
         >>> ys.shape
         (4, 10, 16)
     """
-    if hasattr(cell, "_check_params"):
-        cell._check_params(params)
+    cell.check_params(params)
     xs = _checks.sequence(xs, cell.input_size(params), "xs")
     num_steps = xs.shape[0]
     length = _checks.length(length, num_steps)

@@ -19,7 +19,7 @@ in ``initial_carry``. Carry comes first after params, in :func:`jax.lax.scan`
 order, so ``functools.partial(cell.step, params)`` is a scan body.
 """
 
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 import jax
 
@@ -48,6 +48,42 @@ class Cell(Protocol):
     def recur(self, params: Params, carry: Carry, u: Array) -> tuple[Carry, Array]: ...
 
     def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]: ...
+
+    def check_params(self, params: Params) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the field if ``params`` are not what ``init`` makes.
+
+        Called by :func:`rnnjax.unroll` and the layers on shapes only (at trace time); a cell
+        that cannot check may do nothing.
+        """
+
+
+@runtime_checkable
+class Layer(Protocol):
+    """A sequence layer (``RNN``, ``Bidirectional``, ``Stack``): one whole sequence ``[t, f]`` at a time."""
+
+    @property
+    def output_size(self) -> int: ...
+
+    def init(self, key: PRNGKey, input_size: int) -> Params: ...
+
+    def initial_carry(self, params: Params, batch_shape: Shape = ()) -> Carry: ...
+
+    def apply_with_carry(
+        self, params: Params, xs: Array, carry: Carry = None, *, length=None, key=None
+    ) -> tuple[Carry, Array]: ...
+
+    def apply(self, params: Params, xs: Array, *, length=None, key=None) -> Array: ...
+
+
+@runtime_checkable
+class GatedParams(Protocol):
+    """Params whose ``gate_fields`` hold gates x hidden units on their last axis.
+
+    Model-parallel sharding (:func:`rnnjax.parallel.param_shardings`) splits those fields over
+    the mesh's ``model`` axis; a new cell's params join by declaring the class attribute.
+    """
+
+    gate_fields: ClassVar[tuple[str, ...]]
 
 
 @runtime_checkable

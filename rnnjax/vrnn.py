@@ -65,7 +65,7 @@ from jax import lax
 from rnnjax import _checks
 from rnnjax.cells import DenseParams, GRUCell, _activation, _promote
 from rnnjax.heads import Dense
-from rnnjax.layers import StackedCell
+from rnnjax.layers import as_cell
 from rnnjax.typing import Array, Params, PRNGKey
 
 __all__ = [
@@ -198,10 +198,7 @@ class _Head:
 def _check_cell(cell, hidden_size: int):
     if cell is None:
         return GRUCell(hidden_size)
-    if isinstance(cell, list | tuple):
-        cell = StackedCell(list(cell))
-    if not all(hasattr(cell, m) for m in ("init", "initial_carry", "step", "output_size")):
-        raise TypeError(f"cell: expected an rnnjax cell (init, initial_carry, step), got {type(cell).__name__}")
+    cell = as_cell(cell)
     if cell.output_size != hidden_size:
         raise ValueError(f"cell: expected a cell with output size hidden_size={hidden_size}, got {cell.output_size}")
     return cell

@@ -184,3 +184,14 @@ def test_layers_raise_a_named_error_or_equal_the_valid_prefix_reference(
     assert not batched and features == INPUT_SIZE and dtype == "float32"
     n = num_steps if length is None else length
     np.testing.assert_allclose(ys, valid_prefix_reference(layer, params, xs, n), rtol=1e-5, atol=1e-6)
+
+
+def test_cells_and_layers_are_told_apart_by_their_protocols():
+    assert isinstance(rj.GRUCell(3), rj.typing.Cell) and not isinstance(rj.GRUCell(3), rj.typing.Layer)
+    assert isinstance(rj.RNN(rj.GRUCell(3)), rj.typing.Layer)
+    assert rj.layers.as_layer(rj.GRUCell(3)) == rj.RNN(rj.GRUCell(3))
+    assert isinstance(rj.layers.as_cell([rj.GRUCell(3), rj.LSTMCell(2)]), rj.StackedCell)
+    with pytest.raises(TypeError, match=r"layers\[1\]: expected an rnnjax cell or layer .*got Dense"):
+        rj.Stack([rj.GRUCell(3), rj.Dense(2)])
+    with pytest.raises(TypeError, match=r"cell: expected an rnnjax cell or a list of cells .*got Stack"):
+        rj.layers.as_cell(rj.Stack([rj.GRUCell(3)]))

@@ -424,7 +424,7 @@ def test_seq2seq_with_attention_learns_to_reverse():
     "make, error, message",
     [
         (lambda: models.SequenceClassifier(rj.LSTMCell(4), 2, 3, pooling="sum"), ValueError, "pooling: expected one"),
-        (lambda: models.SequenceClassifier(rj.Dense(4), 2, 3), TypeError, "encoder: expected a cell"),
+        (lambda: models.SequenceClassifier(rj.Dense(4), 2, 3), TypeError, "encoder: expected an rnnjax cell or layer"),
         (lambda: models.SequenceTagger(rj.LSTMCell(4), 0, 3), ValueError, "num_tags: expected a positive integer"),
         (lambda: models.LanguageModel(10, 8, rj.LSTMCell(6), tie_weights=True), ValueError, r"tie_weights: .*\(6\)"),
         (lambda: models.LanguageModel(10, 8, rj.Stack([rj.LSTMCell(6)])), TypeError, "cell: expected an rnnjax cell"),

@@ -260,3 +260,18 @@ def test_sharded_step_runs_the_value_checks_in_checking_mode_and_skips_non_finit
     assert bool(metrics["skipped"])
     for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_any_params_that_declare_gate_fields_are_split_over_the_model_axis():
+    from typing import NamedTuple
+
+    class MyCellParams(NamedTuple):  # a user's cell: its params say which fields hold gate columns
+        w: jax.Array
+        scale: jax.Array
+
+        gate_fields = ("w",)
+
+    assert isinstance(MyCellParams(jnp.ones(2), jnp.ones(2)), rj.typing.GatedParams)
+    shardings = parallel.param_shardings(MyCellParams(jnp.ones((3, 8)), jnp.ones(8)), parallel.make_mesh(1))
+    assert shardings.w.spec == jax.sharding.PartitionSpec(None, "model")
+    assert shardings.scale.spec == jax.sharding.PartitionSpec()
