@@ -8,6 +8,7 @@ See ``docs/`` for the guide.
 
 import importlib
 
+from rnnjax import attention as attention
 from rnnjax import decode as decode
 from rnnjax import losses as losses
 from rnnjax import models as models

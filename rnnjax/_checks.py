@@ -272,3 +272,19 @@ def params_like(params, expected, owner: str, name: str = "params", hint=None) -
         raise TypeError(f"{name}: expected a floating dtype for {owner}, got {params.dtype}")
     if tuple(params.shape) != tuple(expected.shape):
         raise ValueError(f"{name}: expected shape {tuple(expected.shape)} for {owner}, got {tuple(params.shape)}")
+
+
+def token_sequence(ids, name: str, vocab_size: int, letter: str = "t") -> jax.Array:
+    """Token ids ``[t]`` (integers, one axis); in checking mode also each in ``[0, vocab_size)``."""
+    ids = token_ids(ids, name, 1, f"[{letter}]")
+    if is_checking():
+        value_check(jnp.all((ids >= 0) & (ids < vocab_size)), f"{name}: expected token ids in [0, {vocab_size})")
+    return ids
+
+
+def one_token(token, vocab_size: int, name: str = "token") -> jax.Array:
+    """One token id (shape ``()``); in checking mode also in ``[0, vocab_size)``."""
+    token = token_ids(token, name, 0, "[] (one token id)")
+    if is_checking():
+        value_check((token >= 0) & (token < vocab_size), f"{name}: expected a token id in [0, {vocab_size})")
+    return token

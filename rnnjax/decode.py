@@ -43,6 +43,7 @@ import optax
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax._src import masks
 from rnnjax.losses import length_mask
 from rnnjax.typing import Array, Carry, Params, PRNGKey
 
@@ -611,7 +612,7 @@ def _ctc_greedy(log_probs, length, blank, pad_id):
     previous = jnp.concatenate([jnp.full((1,), -1, jnp.int32), best])[:-1]
     keep = (best != blank) & (best != previous)
     if length is not None:
-        keep = keep & (jnp.arange(num_steps) < length)
+        keep = keep & masks.valid_mask(length, num_steps)
     position = jnp.where(keep, jnp.cumsum(keep) - 1, num_steps)  # dropped steps go out of range
     labels = jnp.full((num_steps,), pad_id, jnp.int32).at[position].set(best, mode="drop")
     return labels, jnp.sum(keep, dtype=jnp.int32)
@@ -727,7 +728,7 @@ def _ctc_beam_step(state: CTCBeamState, frame, blank):
 def _ctc_prefix_beam_search(log_probs, length, beam_size, blank, max_labels, pad_id):
     num_steps = log_probs.shape[0]
     log_probs = jax.nn.log_softmax(log_probs.astype(jnp.float32), axis=-1)
-    active = jnp.ones((num_steps,), bool) if length is None else jnp.arange(num_steps) < length
+    active = masks.valid_mask(length, num_steps)
     k, neg_inf = beam_size, jnp.float32(-jnp.inf)
     init = CTCBeamState(
         prefixes=jnp.full((k, max_labels), -1, jnp.int32),

@@ -55,9 +55,8 @@ class Embedding:
         if not jnp.issubdtype(ids.dtype, jnp.integer):
             raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype}")
         vocab_size = params.table.shape[0]
-        if _checks.is_checking() or _checks._is_concrete(ids):
-            in_range = jnp.all((ids >= 0) & (ids < vocab_size))
-            _checks.value_check(in_range, f"ids: expected token ids in [0, {vocab_size}), got one outside")
+        # concrete ids at once (in NumPy, also inside a jit), traced ones in checking mode
+        _checks.values("ids", f"token ids in [0, {vocab_size})", lambda i: (i >= 0) & (i < vocab_size), ids)
         # out-of-range ids that slip through (traced, unchecked) give NaN rows, never another row
         return jnp.take(params.table, ids, axis=0, mode="fill", fill_value=jnp.nan)
 

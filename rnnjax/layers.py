@@ -105,8 +105,8 @@ def as_layer(layer, name: str = "layer") -> Layer:
 
     Example:
         >>> import rnnjax as rj
-        >>> rj.layers.as_layer(rj.GRUCell(4))
-        RNN(cell=GRUCell(hidden_size=4, ...), reverse=False, unroll=None, hoist=None, remat=False, parallel=False)
+        >>> rj.layers.as_layer(rj.GRUCell(4)) == rj.RNN(rj.GRUCell(4))
+        True
     """
     if isinstance(layer, Layer):
         return layer

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from rnnjax import _checks
+from rnnjax._src import masks
 from rnnjax.typing import Array
 
 
@@ -35,7 +36,7 @@ def length_mask(lengths: Array, num_steps: int) -> Array:
     lengths = jnp.asarray(lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"lengths: expected integers, got dtype {lengths.dtype}")
-    return jnp.arange(num_steps, dtype=lengths.dtype) < lengths[..., None]
+    return masks.valid_mask(lengths, num_steps)
 
 
 def _masked_mean(values: Array, mask: Array | None) -> Array:

@@ -26,7 +26,6 @@ e encoder outputs, a attention size, c classes, v vocabulary.
 """
 
 import dataclasses
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -35,6 +34,8 @@ import numpy as np
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax._src import carries, masks
+from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
 from rnnjax.cells import DenseParams, accumulation_dtype
 from rnnjax.heads import Dense, Embedding, EmbeddingParams
 from rnnjax.layers import RNN, Bidirectional, Stack, as_cell, as_layer
@@ -42,14 +43,12 @@ from rnnjax.recurrence import unroll
 from rnnjax.typing import Array, Carry, Params, PRNGKey
 
 __all__ = [
-    "BahdanauParams",
     "ClassifierParams",
     "ConditionedGenerator",
     "GeneratorCarry",
     "GeneratorParams",
     "LanguageModel",
     "LanguageModelParams",
-    "LuongParams",
     "Seq2Seq",
     "Seq2SeqCarry",
     "Seq2SeqParams",
@@ -131,41 +130,11 @@ class _Dtypes:
         return accumulation_dtype(self._param_dtype if self.dtype is None else self.dtype)
 
 
-def _valid_mask(length: Array | None, num_steps: int) -> Array:
-    if length is None:
-        return jnp.ones((num_steps,), bool)
-    return jnp.arange(num_steps, dtype=length.dtype) < length
-
-
-def _zero_past(ys: Array, length: Array | None) -> Array:
-    """``ys [t, ...]`` with the steps ``>= length`` set to zero."""
-    if length is None:
-        return ys
-    valid = _valid_mask(length, ys.shape[0]).reshape(-1, *([1] * (ys.ndim - 1)))
-    return jnp.where(valid, ys, jnp.zeros_like(ys))
-
-
 def _dropout(x: Array, rate: float, key: PRNGKey | None) -> Array:
     if rate == 0 or key is None:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
-
-
-def _token_sequence(ids, name: str, vocab_size: int, letter: str = "t") -> Array:
-    ids = _checks.token_ids(ids, name, 1, f"[{letter}]")
-    if _checks.is_checking():
-        _checks.value_check(
-            jnp.all((ids >= 0) & (ids < vocab_size)), f"{name}: expected token ids in [0, {vocab_size})"
-        )
-    return ids
-
-
-def _one_token(token, vocab_size: int) -> Array:
-    token = _checks.token_ids(token, "token", 0, "[] (one token id)")
-    if _checks.is_checking():
-        _checks.value_check((token >= 0) & (token < vocab_size), f"token: expected a token id in [0, {vocab_size})")
-    return token
 
 
 def _vector(x, size: int, name: str, letter: str) -> Array:
@@ -246,49 +215,12 @@ def _same_shapes(a, b) -> bool:
     )
 
 
-def _flat_size(tree) -> int:
-    return sum(leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def _flatten(tree) -> Array:
-    """All leaves ``[n_i]`` of a carry, concatenated: ``[sum n_i]``."""
-    return jnp.concatenate(jax.tree_util.tree_leaves(tree), axis=-1)
-
-
-def _unflatten(z: Array, template) -> Any:
-    """Split ``z [sum n_i]`` into a carry shaped (and typed) like ``template``."""
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    bounds = np.cumsum([leaf.shape[-1] for leaf in leaves])[:-1].tolist()
-    parts = jnp.split(z, bounds, axis=-1)
-    return treedef.unflatten([p.astype(leaf.dtype) for p, leaf in zip(parts, leaves, strict=True)])
-
-
-def _bridge(params: DenseParams, z: Array, template) -> Any:
-    """``tanh(z W + b)``, split into a carry like ``template`` (every leaf, e.g. both h and c)."""
-    return _unflatten(Dense(_flat_size(template), activation=jnp.tanh).apply(params, z), template)
-
-
-def _hidden(carry: Carry) -> Array:
-    """The decoder's hidden vector in a carry: its first array (``h`` of an LSTM/GRU/Elman carry);
-    for a :class:`StackedCell`'s tuple of carries, the top cell's."""
-    while isinstance(carry, tuple) and not hasattr(carry, "_fields"):
-        carry = carry[-1]
-    return jax.tree_util.tree_leaves(carry)[0]
-
-
-def _masked_softmax(scores: Array, mask: Array) -> Array:
-    """Softmax over the valid positions; exactly 0 on the masked ones (all masked: all 0, never NaN)."""
-    scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
-    weights = jax.nn.softmax(scores, axis=-1)
-    return jnp.where(mask, weights, jnp.zeros_like(weights))
-
-
 def _inputs(xs, embed_params, vocab_size: int | None, input_size: int) -> Array:
     """``xs [t, f]`` checked, or token ids ``[t]`` embedded to ``[t, f]`` when there is a vocabulary."""
     if vocab_size is None:
         xs = _checks.sequence(xs, input_size, "xs")
     else:
-        ids = _token_sequence(xs, "xs", vocab_size)
+        ids = _checks.token_sequence(xs, "xs", vocab_size)
         xs = Embedding(vocab_size, input_size).apply(embed_params, ids)
     _nonempty(xs, "xs")
     return xs
@@ -390,7 +322,7 @@ class SequenceClassifier(_Dtypes):
             if isinstance(top, Bidirectional):
                 return top.merge_outputs(finals[0].output, finals[1].output)
             return finals[0].output
-        valid = _valid_mask(length, ys.shape[0])[:, None]
+        valid = masks.valid_mask(length, ys.shape[0])[:, None]
         if self.pooling == "mean":
             count = jnp.maximum(jnp.sum(valid), 1).astype(ys.dtype)
             return jnp.sum(jnp.where(valid, ys, jnp.zeros_like(ys)), axis=0) / count
@@ -505,7 +437,7 @@ class SequenceTagger(_Dtypes):
         xs = _inputs(xs, params.embed, self.vocab_size, self.input_size)
         length = _checks.length(length, xs.shape[0])
         ys, _ = _run_encoder(self.encoder, params.encoder, xs, length, key)
-        return _zero_past(self._head(self.num_tags).apply(params.head, ys), length)
+        return masks.zero_past(self._head(self.num_tags).apply(params.head, ys), length)
 
 
 class LanguageModelParams(NamedTuple):
@@ -644,13 +576,13 @@ class LanguageModel(_Dtypes):
             (4, 10)
         """
         self._check_params(params)
-        tokens = _token_sequence(tokens, "tokens", self.vocab_size)
+        tokens = _checks.token_sequence(tokens, "tokens", self.vocab_size)
         length = _checks.length(length, tokens.shape[0])
         k_in, k_out = (None, None) if key is None else jax.random.split(key)
         xs = _dropout(self._embedding.apply(params.embed, tokens), self.dropout, k_in)
         _, ys = unroll(self.cell, params.cell, xs, length=length, hoist=self.hoist)
         ys = _dropout(ys, self.dropout, k_out)
-        return _zero_past(self._logits(params, ys), length)
+        return masks.zero_past(self._logits(params, ys), length)
 
     def unroll(self, params: LanguageModelParams, tokens: Array, carry: Carry | None = None) -> tuple[Carry, Array]:
         """Teacher-forced logits from a given carry, and the carry after the last token.
@@ -676,7 +608,7 @@ class LanguageModel(_Dtypes):
             ((3, 50), (2, 50))
         """
         self._check_params(params)
-        tokens = _token_sequence(tokens, "tokens", self.vocab_size)
+        tokens = _checks.token_sequence(tokens, "tokens", self.vocab_size)
         carry, ys = unroll(self.cell, params.cell, self._embedding.apply(params.embed, tokens), carry, hoist=self.hoist)
         return carry, self._logits(params, ys)
 
@@ -712,7 +644,7 @@ class LanguageModel(_Dtypes):
             (10,)
         """
         self._check_params(params)
-        token = _one_token(token, self.vocab_size)
+        token = _checks.one_token(token, self.vocab_size)
         carry, y = self.cell.step(params.cell, carry, self._embedding.apply(params.embed, token))
         return carry, self._logits(params, y)
 
@@ -817,7 +749,7 @@ class ConditionedGenerator(_Dtypes):
         cell = self.cell.init(k_cell, input_size)
         bridge = None
         if self._sets_carry:
-            bridge = self._dense(_flat_size(self.cell.initial_carry(cell))).init(k_bridge, self.feature_size)
+            bridge = self._dense(carries.flat_size(self.cell.initial_carry(cell))).init(k_bridge, self.feature_size)
         head = self._head(self.vocab_size).init(k_head, self.cell.output_size)
         return GeneratorParams(self._embedding.init(k_embed), bridge, cell, head)
 
@@ -833,7 +765,7 @@ class ConditionedGenerator(_Dtypes):
         """
         features = _vector(features, self.feature_size, "features", "d")
         template = self.cell.initial_carry(params.cell)
-        cell_carry = _bridge(params.bridge, features, template) if self._sets_carry else template
+        cell_carry = carries.bridge(params.bridge, features, template) if self._sets_carry else template
         return GeneratorCarry(cell_carry, features)
 
     def _inputs(self, params: GeneratorParams, tokens: Array, features: Array) -> Array:
@@ -863,11 +795,11 @@ class ConditionedGenerator(_Dtypes):
             (3, 10)
         """
         carry = self.initial_carry(params, features)
-        tokens = _token_sequence(tokens, "tokens", self.vocab_size)
+        tokens = _checks.token_sequence(tokens, "tokens", self.vocab_size)
         length = _checks.length(length, tokens.shape[0])
         xs = self._inputs(params, tokens, carry.features)
         _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length, hoist=self.hoist)
-        return _zero_past(self._head(self.vocab_size).apply(params.head, ys), length)
+        return masks.zero_past(self._head(self.vocab_size).apply(params.head, ys), length)
 
     def step_fn(self, params: GeneratorParams, carry: GeneratorCarry, token: Array) -> tuple[GeneratorCarry, Array]:
         """One decoding step: feed ``token``, get the logits of the next one.
@@ -889,7 +821,7 @@ class ConditionedGenerator(_Dtypes):
             >>> logits.shape
             (10,)
         """
-        token = _one_token(token, self.vocab_size)
+        token = _checks.one_token(token, self.vocab_size)
         x = self._inputs(params, token, carry.features)
         cell_carry, y = self.cell.step(params.cell, carry.cell, x)
         return GeneratorCarry(cell_carry, carry.features), self._head(self.vocab_size).apply(params.head, y)
@@ -898,38 +830,14 @@ class ConditionedGenerator(_Dtypes):
 # ----------------------------------------------------------------------------- encoder-decoder
 
 
-class BahdanauParams(NamedTuple):
-    w_q: Array  # [h, a]  query (previous decoder hidden) projection
-    w_k: Array  # [e, a]  key (encoder output) projection
-    v: Array  # [a]      score vector
-
-
-class LuongParams(NamedTuple):
-    w: Array  # [h, e]      score = q W k^T ("general")
-    w_c: Array  # [e + h, a]  attentional vector  h~ = tanh([c; q] W_c)
-
-
 class Seq2SeqParams(NamedTuple):
     src_embed: EmbeddingParams  # table [src_vocab, E]
-    tgt_embed: EmbeddingParams  # table [tgt_vocab, E]
     encoder: Params  # the encoder's params (input size E)
-    bridge: DenseParams | None  # w [n_enc, n_dec], b [n_dec]: final encoder carries -> decoder carry; None: as is
-    attention: BahdanauParams | LuongParams | None
-    decoder: Params  # the decoder cell's params (input size E, + e for Bahdanau, + a for Luong)
-    head: DenseParams  # w [h (+ e for Bahdanau) or a (Luong), v], b [v]
+    decoder: AttentionDecoderParams  # embed, bridge (final encoder carries -> decoder carry; None: as is), attention,
+    #                                  cell, w_c (Luong-style attention), head: see rnnjax.attention.AttentionDecoder
 
 
-class Seq2SeqCarry(NamedTuple):
-    """The decoder's carry: its cell's carry, the attention's memory, the last context."""
-
-    cell: Carry  # the decoder cell's carry, arrays [h]
-    context: Array  # Luong: h~_{t-1} [a] (fed to the next input); Bahdanau: c_t [e] (not fed back); none: [0]
-    keys: Array  # [s, a] Bahdanau: encoder outputs @ w_k; [s, h] Luong: encoder outputs @ w^T; [s, 0] none
-    values: Array  # [s, e] the encoder's outputs (zeros past src_len)
-    mask: Array  # [s] bool, True on the valid source steps
-
-
-_ATTENTIONS = (None, "bahdanau", "luong")
+Seq2SeqCarry = AttentionCarry  # the decoder's carry: its cell's, the last context, the memory (keys, values, mask)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -975,9 +883,12 @@ class Seq2Seq:
       encoder: a cell, or an ``RNN``, ``Bidirectional`` or ``Stack`` layer (the top layer's
         final carries initialise the decoder).
       decoder_cell: a cell, or a list of cells (a :class:`~rnnjax.StackedCell`).
-      attention: None, ``"bahdanau"`` or ``"luong"``.
-      attention_size: ``a``: Bahdanau's hidden size, Luong's attentional vector size; None:
-        the decoder's output size.
+      attention: None, ``"bahdanau"`` (:class:`~rnnjax.attention.BahdanauAttention`),
+        ``"luong"`` (:class:`~rnnjax.attention.GeneralAttention`, attending after the step), or
+        any module of :mod:`rnnjax.attention` (e.g. ``MultiHeadAttention(4, 64)``); a module
+        that ``attends_before_step`` is used as Bahdanau's above, the others as Luong's.
+      attention_size: ``a``: Bahdanau's hidden size for ``"bahdanau"``, the attentional vector
+        size after the step; None: the decoder's output size.
       bridge: None: a bridge only where needed (bidirectional encoder, or carries of other
         shapes); True: always; False: never (the final carry must fit the decoder).
 
@@ -1003,49 +914,43 @@ class Seq2Seq:
     embed_size: int
     encoder: Any
     decoder_cell: Any
-    attention: str | None = None
+    attention: Any = None
     _: dataclasses.KW_ONLY
     attention_size: int | None = None
     bridge: bool | None = None
 
     def __post_init__(self):
         _checks.positive_int(self.src_vocab, "src_vocab")
-        _checks.positive_int(self.tgt_vocab, "tgt_vocab")
-        _checks.positive_int(self.embed_size, "embed_size")
         object.__setattr__(self, "encoder", _check_encoder(self.encoder))
         object.__setattr__(self, "decoder_cell", as_cell(self.decoder_cell, "decoder_cell"))
-        if self.attention not in _ATTENTIONS:
-            raise ValueError(f"attention: expected one of {_ATTENTIONS}, got {self.attention!r}")
-        if self.attention_size is None:
-            object.__setattr__(self, "attention_size", self.decoder_cell.output_size)
-        _checks.positive_int(self.attention_size, "attention_size")
         if self.bridge not in (None, True, False):
             raise ValueError(f"bridge: expected None, True or False, got {self.bridge!r}")
+        # the decoder checks tgt_vocab, embed_size, attention and attention_size
+        object.__setattr__(self, "attention_size", self.decoder.attention_size)
 
     @property
-    def _context_size(self) -> int:
-        """Size of the vector fed with the embedding (and of ``Seq2SeqCarry.context``)."""
-        if self.attention == "bahdanau":
-            return self.encoder.output_size
-        if self.attention == "luong":
-            return self.attention_size
-        return 0
+    def decoder(self) -> AttentionDecoder:
+        """The decoder: :class:`rnnjax.attention.AttentionDecoder` over the encoder's outputs."""
+        return AttentionDecoder(self.tgt_vocab, self.embed_size, self.decoder_cell, self.attention, self.attention_size)
 
     def init(self, key: PRNGKey) -> Seq2SeqParams:
-        """``Seq2SeqParams(src_embed, tgt_embed, encoder, bridge, attention, decoder, head)``.
+        """``Seq2SeqParams(src_embed, encoder, decoder)``; the decoder's params are
+        :class:`~rnnjax.attention.AttentionDecoderParams`.
 
         Example:
             >>> import rnnjax as rj
             >>> model = Seq2Seq(12, 10, 4, rj.GRUCell(8), rj.GRUCell(8), attention="bahdanau")
             >>> params = model.init(jax.random.key(0))
-            >>> params.bridge is None, params.attention.w_k.shape, params.head.w.shape
+            >>> params.decoder.bridge is None, params.decoder.attention.w_k.shape, params.decoder.head.w.shape
             (True, (8, 8), (16, 10))
         """
-        keys = jax.random.split(key, 7)
-        e, a, size = self.encoder.output_size, self.attention_size, self.embed_size
-        encoder = self.encoder.init(keys[2], size)
-        decoder = self.decoder_cell.init(keys[3], size + self._context_size)
-        template = self.decoder_cell.initial_carry(decoder)
+        k_src, k_encoder, k_decoder = jax.random.split(key, 3)
+        encoder = self.encoder.init(k_encoder, self.embed_size)
+        decoder, memory_size = self.decoder, self.encoder.output_size
+        cell_input = self.embed_size + decoder.context_size(memory_size)
+        template = jax.eval_shape(
+            lambda: self.decoder_cell.initial_carry(self.decoder_cell.init(jax.random.key(0), cell_input))
+        )
         finals = _final_carry_templates(self.encoder, encoder)
         fits = len(finals) == 1 and _same_shapes(finals[0], template)
         if self.bridge is False and not fits:
@@ -1054,32 +959,12 @@ class Seq2Seq:
                 f"{jax.tree_util.tree_map(np.shape, template)}, got "
                 f"{jax.tree_util.tree_map(np.shape, finals)} (use bridge=None or True)"
             )
-        bridge = None
-        if self.bridge or (self.bridge is None and not fits):
-            bridge = Dense(_flat_size(template)).init(keys[4], sum(_flat_size(f) for f in finals))
-
-        k_q, k_k, k_v = jax.random.split(keys[5], 3)
-        glorot, dtype = jax.nn.initializers.glorot_uniform(), jnp.float32
-        if self.attention == "bahdanau":
-            query_size = _hidden(template).shape[-1]
-            bound = 1.0 / math.sqrt(a)
-            v = jax.random.uniform(k_v, (a,), dtype, -bound, bound)
-            attention = BahdanauParams(glorot(k_q, (query_size, a), dtype), glorot(k_k, (e, a), dtype), v)
-            head_size = self.decoder_cell.output_size + e
-        elif self.attention == "luong":
-            h = self.decoder_cell.output_size
-            attention = LuongParams(glorot(k_q, (h, e), dtype), glorot(k_k, (e + h, a), dtype))
-            head_size = a
-        else:
-            attention, head_size = None, self.decoder_cell.output_size
+        bridged = self.bridge or (self.bridge is None and not fits)
+        bridge_size = sum(carries.flat_size(f) for f in finals) if bridged else None
         return Seq2SeqParams(
-            src_embed=Embedding(self.src_vocab, size).init(keys[0]),
-            tgt_embed=Embedding(self.tgt_vocab, size).init(keys[1]),
+            src_embed=Embedding(self.src_vocab, self.embed_size).init(k_src),
             encoder=encoder,
-            bridge=bridge,
-            attention=attention,
-            decoder=decoder,
-            head=Dense(self.tgt_vocab).init(keys[6], head_size),
+            decoder=decoder.init(k_decoder, memory_size, bridge_size),
         )
 
     def encode(self, params: Seq2SeqParams, src: Array, src_len=None, *, key: PRNGKey | None = None) -> Seq2SeqCarry:
@@ -1103,50 +988,17 @@ class Seq2Seq:
             >>> carry.values.shape, carry.keys.shape, carry.mask.tolist()
             ((5, 8), (5, 8), [True, True, True, False, False])
         """
-        src = _token_sequence(src, "src", self.src_vocab, "s")
+        src = _checks.token_sequence(src, "src", self.src_vocab, "s")
         _nonempty(src, "src")
         src_len = _checks.length(src_len, src.shape[0], "src_len")
         xs = Embedding(self.src_vocab, self.embed_size).apply(params.src_embed, src)
         values, finals = _run_encoder(self.encoder, params.encoder, xs, src_len, key)
-        if params.bridge is None:
+        decoder = self.decoder
+        if params.decoder.bridge is None:
             cell_carry = finals[0].carry
         else:
-            z = jnp.concatenate([_flatten(f.carry) for f in finals], axis=-1)
-            cell_carry = _bridge(params.bridge, z, self.decoder_cell.initial_carry(params.decoder))
-        if self.attention == "bahdanau":
-            keys = values @ params.attention.w_k.astype(values.dtype)
-        elif self.attention == "luong":
-            keys = values @ params.attention.w.astype(values.dtype).T
-        else:
-            keys = jnp.zeros((src.shape[0], 0), values.dtype)
-        context = jnp.zeros((self._context_size,), values.dtype)
-        return Seq2SeqCarry(cell_carry, context, keys, values, _valid_mask(src_len, src.shape[0]))
-
-    def _step(self, params: Seq2SeqParams, carry: Seq2SeqCarry, x: Array) -> tuple[Seq2SeqCarry, Array, Array]:
-        """One decoder step from the embedded input ``x [E]``: ``(carry, logits [v], weights [s])``."""
-        head = Dense(self.tgt_vocab)
-        att = params.attention
-        if self.attention == "bahdanau":
-            query = _hidden(carry.cell).astype(carry.keys.dtype)
-            scores = jnp.tanh(carry.keys + query @ att.w_q.astype(query.dtype)) @ att.v.astype(query.dtype)
-            weights = _masked_softmax(scores, carry.mask)
-            context = weights @ carry.values
-            inputs = jnp.concatenate([x, context.astype(x.dtype)], -1)
-            cell_carry, y = self.decoder_cell.step(params.decoder, carry.cell, inputs)
-            logits = head.apply(params.head, jnp.concatenate([y, context.astype(y.dtype)], -1))
-        elif self.attention == "luong":
-            inputs = jnp.concatenate([x, carry.context.astype(x.dtype)], -1)
-            cell_carry, y = self.decoder_cell.step(params.decoder, carry.cell, inputs)
-            weights = _masked_softmax(carry.keys @ y.astype(carry.keys.dtype), carry.mask)
-            attended = weights @ carry.values
-            attentional = jnp.concatenate([attended, y.astype(attended.dtype)], -1)
-            context = jnp.tanh(attentional @ att.w_c.astype(attended.dtype))
-            logits = head.apply(params.head, context)
-        else:
-            cell_carry, y = self.decoder_cell.step(params.decoder, carry.cell, x)
-            context, weights = carry.context, jnp.zeros(carry.mask.shape, y.dtype)
-            logits = head.apply(params.head, y)
-        return carry._replace(cell=cell_carry, context=context.astype(carry.context.dtype)), logits, weights
+            cell_carry = decoder.bridge(params.decoder, jnp.concatenate([carries.flatten(f.carry) for f in finals], -1))
+        return decoder.start(params.decoder, values, masks.valid_mask(src_len, src.shape[0]), cell_carry)
 
     def apply(
         self,
@@ -1186,19 +1038,20 @@ class Seq2Seq:
         """
         if return_attention and self.attention is None:
             raise ValueError("return_attention: this Seq2Seq has attention=None, so there are no weights")
-        tgt_in = _token_sequence(tgt_in, "tgt_in", self.tgt_vocab)
+        tgt_in = _checks.token_sequence(tgt_in, "tgt_in", self.tgt_vocab)
         tgt_len = _checks.length(tgt_len, tgt_in.shape[0], "tgt_len")
         carry = self.encode(params, src, src_len, key=key)
-        xs = Embedding(self.tgt_vocab, self.embed_size).apply(params.tgt_embed, tgt_in)
+        decoder = self.decoder
+        xs = decoder.embed(params.decoder, tgt_in)
 
         def body(carry, x):
-            carry, logits, weights = self._step(params, carry, x)
+            carry, logits, weights = decoder.step_embedded(params.decoder, carry, x)
             return carry, (logits, weights)
 
         _, (logits, weights) = lax.scan(body, carry, xs)
-        logits = _zero_past(logits, tgt_len)
+        logits = masks.zero_past(logits, tgt_len)
         if return_attention:
-            return logits, _zero_past(weights, tgt_len)
+            return logits, masks.zero_past(weights, tgt_len)
         return logits
 
     def step_fn(self, params: Seq2SeqParams, carry: Seq2SeqCarry, token: Array) -> tuple[Seq2SeqCarry, Array]:
@@ -1241,5 +1094,6 @@ class Seq2Seq:
             >>> round(float(weights.sum()), 4), float(weights[3])
             (1.0, 0.0)
         """
-        token = _one_token(token, self.tgt_vocab)
-        return self._step(params, carry, Embedding(self.tgt_vocab, self.embed_size).apply(params.tgt_embed, token))
+        token = _checks.one_token(token, self.tgt_vocab)
+        decoder = self.decoder
+        return decoder.step_embedded(params.decoder, carry, decoder.embed(params.decoder, token))

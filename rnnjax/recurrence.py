@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax._src import masks
 from rnnjax.typing import Array, Carry, Cell, LinearRecurrenceCell, Params
 
 # lax.scan's unroll factor per backend, from measurements (docs/performance.md). On an
@@ -219,7 +220,7 @@ def unroll(
         ys = jax.eval_shape(cell.step, params, carry, jnp.zeros(xs.shape[1:], xs.dtype))[1]
         return carry, jnp.zeros((0, *ys.shape), ys.dtype)
     carry = _carry_dtype_like_step(cell, params, carry, xs[0])
-    valid = None if length is None else jnp.arange(num_steps, dtype=length.dtype) < length
+    valid = None if length is None else masks.valid_mask(length, num_steps)
 
     if parallel:
         return _parallel_scan(cell, params, carry, xs, valid, reverse)

@@ -87,6 +87,21 @@ class GatedParams(Protocol):
 
 
 @runtime_checkable
+class Attention(Protocol):
+    """An attention module (:mod:`rnnjax.attention`): scores a query against a memory of values."""
+
+    attends_before_step: ClassVar[bool]  # in a decoder: the previous hidden state attends (Bahdanau)
+
+    def init(self, key: PRNGKey, query_size: int, value_size: int) -> Params: ...
+
+    def context_size(self, value_size: int) -> int: ...
+
+    def precompute(self, params: Params, values: Array) -> Array: ...
+
+    def attend(self, params: Params, query: Array, keys: Array, values: Array, mask: Array) -> tuple[Array, Array]: ...
+
+
+@runtime_checkable
 class LinearRecurrenceCell(Cell, Protocol):
     """A cell whose step is ``h_t = a_t * h_{t-1} + b_t``, with ``(a_t, b_t)`` from the input only.
 

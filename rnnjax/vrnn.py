@@ -63,6 +63,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax._src import masks
 from rnnjax.cells import DenseParams, GRUCell, _activation, _promote
 from rnnjax.heads import Dense
 from rnnjax.layers import as_cell
@@ -238,7 +239,7 @@ def _prepare(model, params, params_type, xs, length):
     xs = _checks.sequence(xs, model.x_size, "xs")
     length = _checks.length(length, xs.shape[0])
     dtype = _compute_dtype(params, xs.dtype)
-    valid = jnp.ones((xs.shape[0],), bool) if length is None else jnp.arange(xs.shape[0]) < length
+    valid = masks.valid_mask(length, xs.shape[0])
     return xs.astype(dtype), valid, dtype
 
 

@@ -145,7 +145,7 @@ def test_shapes_and_init_from_the_image_feature():
     # the carry starts from the mean feature: tanh(mean(v) W_b + b_b), split into h and c
     z = np.tanh(np.asarray(carry.values).mean(0) @ np.asarray(params.decoder.bridge.w) + params.decoder.bridge.b)
     np.testing.assert_allclose(np.concatenate([carry.cell.h, carry.cell.c]), z, **TOL)
-    assert params.decoder.src_embed is None and params.decoder.encoder is None
+    assert isinstance(params.decoder, rj.attention.AttentionDecoderParams)  # the decoder's own params, no stand-ins
 
 
 def _logprob(model, params, image, tokens, length):

@@ -303,11 +303,11 @@ SEQ2SEQ = {
 
 
 def test_seq2seq_bridge_only_where_needed():
-    assert init(SEQ2SEQ["none"]).bridge is None  # GRU -> GRU: the final carry is passed as it is
-    assert init(SEQ2SEQ["bahdanau"]).bridge.w.shape == (10, 12)  # both directions -> h and c
-    assert init(SEQ2SEQ["luong"]).bridge.w.shape == (12, 18)  # LSTM (h, c) -> (LSTM (h, c), GRU h)
+    assert init(SEQ2SEQ["none"]).decoder.bridge is None  # GRU -> GRU: the final carry is passed as it is
+    assert init(SEQ2SEQ["bahdanau"]).decoder.bridge.w.shape == (10, 12)  # both directions -> h and c
+    assert init(SEQ2SEQ["luong"]).decoder.bridge.w.shape == (12, 18)  # LSTM (h, c) -> (LSTM (h, c), GRU h)
     forced = models.Seq2Seq(10, 9, 4, rj.GRUCell(6), rj.GRUCell(6), bridge=True)
-    assert init(forced).bridge.w.shape == (6, 6)
+    assert init(forced).decoder.bridge.w.shape == (6, 6)
     with pytest.raises(ValueError, match="bridge: False needs the encoder's final carry"):
         init(models.Seq2Seq(10, 9, 4, rj.GRUCell(6), rj.LSTMCell(6), bridge=False))
 

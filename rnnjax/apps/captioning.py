@@ -16,10 +16,10 @@ alignment                  :func:`attention_columns` (the column each word looks
 The encoder is a stack of 3x3 convolutions (ReLU, a 2x2 max-pool between layers) written with
 :func:`jax.lax.conv_general_dilated`; its ``[gh, gw, c]`` feature map, plus a learned position
 embedding, is the attention memory of ``p = gh * gw`` cells. The decoder is
-:class:`rnnjax.models.Seq2Seq`'s attention decoder (Bahdanau or Luong) reused as it is: the CNN
+:class:`rnnjax.attention.AttentionDecoder`, the one :class:`rnnjax.models.Seq2Seq` uses: the CNN
 takes the place of the recurrent encoder, and the mean of the feature map initialises the
-decoder's carry through a dense ``tanh`` bridge (one-to-many). The memory lives in the carry (a
-:class:`~rnnjax.models.Seq2SeqCarry`), so ``Captioner.step_fn`` is one fixed callback for every
+decoder's carry through a dense ``tanh`` bridge (one-to-many). The memory lives in the carry (an
+:class:`~rnnjax.attention.AttentionCarry`), so ``Captioner.step_fn`` is one fixed callback for every
 image and :func:`rnnjax.decode.greedy` / :func:`rnnjax.decode.beam_search` run it unchanged,
 vmapped over a batch of images without retracing.
 
@@ -42,9 +42,10 @@ import numpy as np
 from jax import lax
 
 from rnnjax import _checks, decode
-from rnnjax.cells import MinGRUCell
+from rnnjax._src import masks
+from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
+from rnnjax.layers import as_cell
 from rnnjax.losses import length_mask, sequence_cross_entropy
-from rnnjax.models import Seq2Seq, Seq2SeqCarry, Seq2SeqParams, _bridge, _token_sequence, _zero_past
 from rnnjax.typing import Array, PRNGKey
 
 __all__ = [
@@ -185,7 +186,7 @@ class ConvParams(NamedTuple):
 class CaptionerParams(NamedTuple):
     conv: tuple[ConvParams, ...]  # the convolution layers, first (on the image) to last
     position: Array  # [p, c] learned position embedding of the feature map's cells, row-major
-    decoder: Seq2SeqParams  # tgt_embed, bridge [c -> carry], attention, decoder, head; src_embed, encoder None
+    decoder: AttentionDecoderParams  # embed, bridge [c -> carry], attention, cell, w_c, head
 
 
 def _conv(params: ConvParams, x: Array) -> Array:
@@ -208,8 +209,8 @@ class Captioner:
     The encoder maps an image ``[H, W]`` through ``len(channels)`` 3x3 convolutions with ReLU
     (a 2x2 max-pool after each but the last) to a feature map ``[gh, gw, c]``; with a learned
     position embedding it becomes the memory ``V = [v_1 .. v_p]``, ``p = gh gw``. The decoder
-    is :class:`rnnjax.models.Seq2Seq`'s, with ``V`` as the encoder outputs and the bridge on
-    the mean feature:
+    is :class:`rnnjax.attention.AttentionDecoder` (the one :class:`rnnjax.models.Seq2Seq` uses),
+    with ``V`` as its memory and the bridge on the mean feature:
 
     .. math::
         c_0 &= \tanh(\bar v W_b + b_b), \qquad \bar v = \tfrac1p \textstyle\sum_j v_j \\
@@ -217,7 +218,8 @@ class Captioner:
             z_t = \textstyle\sum_j \alpha_{tj} v_j \\
         (c_t, h_t) &= \mathrm{LSTM}(c_{t-1}, [E w_t; z_t]), \qquad \mathrm{logits}_t = [h_t; z_t] W_o + b_o
 
-    (``attention="bahdanau"``; ``"luong"`` uses the Luong decoder of :class:`~rnnjax.models.Seq2Seq`).
+    (``attention="bahdanau"``; ``"luong"`` and the other modules of :mod:`rnnjax.attention` attend
+    after the step, as in :class:`~rnnjax.attention.AttentionDecoder`).
 
     Args:
       image_shape: ``(H, W)``, e.g. ``(8, 40)`` for strips of up to 5 digits.
@@ -225,7 +227,7 @@ class Captioner:
       embed_size: word embedding size.
       decoder_cell: a cell (e.g. ``rj.LSTMCell(64)``) or a list of cells.
       channels: output channels of each convolution; the last is the feature size ``c``.
-      attention: ``"bahdanau"`` or ``"luong"``.
+      attention: ``"bahdanau"``, ``"luong"`` or an attention module of :mod:`rnnjax.attention`.
       attention_size: the attention's hidden size (None: the decoder's output size).
 
     Example:
@@ -246,7 +248,7 @@ class Captioner:
     decoder_cell: Any
     _: dataclasses.KW_ONLY
     channels: tuple[int, ...] = (16, 32)
-    attention: str = "bahdanau"
+    attention: Any = "bahdanau"
     attention_size: int | None = None
 
     def __post_init__(self):
@@ -262,24 +264,16 @@ class Captioner:
         for c in channels:
             _checks.positive_int(c, "channels")
         object.__setattr__(self, "channels", channels)
-        if self.attention not in ("bahdanau", "luong"):
-            raise ValueError(f"attention: expected 'bahdanau' or 'luong', got {self.attention!r}")
-        _ = self._seq2seq  # checks vocab_size, embed_size, decoder_cell, attention_size
+        if self.attention is None:
+            raise ValueError("attention: a captioner attends; expected 'bahdanau', 'luong' or a module, got None")
+        object.__setattr__(self, "decoder_cell", as_cell(self.decoder_cell, "decoder_cell"))
+        _ = self.decoder  # checks vocab_size, embed_size, attention, attention_size
 
-    @functools.cached_property
-    def _seq2seq(self) -> Seq2Seq:
-        """The attention decoder: a Seq2Seq whose recurrent encoder only fixes the memory size ``c``
-        (its params are never made; the CNN takes its place)."""
-        return Seq2Seq(
-            1,
-            self.vocab_size,
-            self.embed_size,
-            MinGRUCell(self.channels[-1]),  # a stand-in: output size c, carry [c] (the bridge's input); cheap init
-            self.decoder_cell,
-            self.attention,
-            attention_size=self.attention_size,
-            bridge=True,
-        )
+    @property
+    def decoder(self) -> AttentionDecoder:
+        """The attention decoder over the CNN's feature map."""
+        cell, attention, size = self.decoder_cell, self.attention, self.attention_size
+        return AttentionDecoder(self.vocab_size, self.embed_size, cell, attention, size)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -297,7 +291,7 @@ class Captioner:
 
     def init(self, key: PRNGKey) -> CaptionerParams:
         """``CaptionerParams(conv, position, decoder)``: He-normal convolutions, zero biases,
-        position embedding N(0, 0.1^2), and the Seq2Seq decoder's initialisation.
+        position embedding N(0, 0.1^2), and the attention decoder's initialisation.
 
         Example:
             >>> import jax, rnnjax as rj
@@ -313,8 +307,8 @@ class Captioner:
             conv.append(ConvParams(he(k, (3, 3, c_in, c), jnp.float32), jnp.zeros((c,), jnp.float32)))
             c_in = c
         position = 0.1 * jax.random.normal(k_pos, (self.num_positions, self.channels[-1]), jnp.float32)
-        decoder = self._seq2seq.init(k_dec)._replace(src_embed=None, encoder=None)
-        return CaptionerParams(tuple(conv), position, decoder)
+        c = self.channels[-1]
+        return CaptionerParams(tuple(conv), position, self.decoder.init(k_dec, memory_size=c, bridge_size=c))
 
     def _image(self, image) -> Array:
         image = _checks.floating(image, "image")
@@ -339,7 +333,7 @@ class Captioner:
             x = _conv(layer, x)
         return x.reshape(-1, x.shape[-1]) + params.position.astype(x.dtype)
 
-    def encode(self, params: CaptionerParams, image: Array) -> Seq2SeqCarry:
+    def encode(self, params: CaptionerParams, image: Array) -> AttentionCarry:
         """Encode one image: the decoder's initial carry, holding the attention memory.
 
         Args:
@@ -347,7 +341,7 @@ class Captioner:
           image: ``[H, W]`` floats.
 
         Returns:
-          A :class:`~rnnjax.models.Seq2SeqCarry`: the cell carry from the mean feature, a zero
+          A :class:`~rnnjax.attention.AttentionCarry`: the cell carry from the mean feature, a zero
           context, keys ``[p, .]``, values ``[p, c]`` and an all-True mask ``[p]``; pass it to
           :meth:`step_fn` or to :mod:`rnnjax.decode`.
 
@@ -359,19 +353,13 @@ class Captioner:
             ((80, 8), (80, 16), (16,))
         """
         values = self.features(params, image)
-        dec = params.decoder
-        template = self._seq2seq.decoder_cell.initial_carry(dec.decoder)
-        cell_carry = _bridge(dec.bridge, values.mean(0), template)
-        if self.attention == "bahdanau":
-            keys = values @ dec.attention.w_k.astype(values.dtype)
-        else:
-            keys = values @ dec.attention.w.astype(values.dtype).T
-        context = jnp.zeros((self._seq2seq._context_size,), values.dtype)
-        return Seq2SeqCarry(cell_carry, context, keys, values, jnp.ones((values.shape[0],), bool))
+        decoder = self.decoder
+        cell_carry = decoder.bridge(params.decoder, values.mean(0))
+        return decoder.start(params.decoder, values, jnp.ones((values.shape[0],), bool), cell_carry)
 
     def step_with_attention(
-        self, params: CaptionerParams, carry: Seq2SeqCarry, token: Array
-    ) -> tuple[Seq2SeqCarry, Array, Array]:
+        self, params: CaptionerParams, carry: AttentionCarry, token: Array
+    ) -> tuple[AttentionCarry, Array, Array]:
         """:meth:`step_fn` that also returns the step's attention weights ``[p]``.
 
         Returns:
@@ -385,9 +373,9 @@ class Captioner:
             >>> logits.shape, weights.shape, round(float(weights.sum()), 4)
             ((13,), (80,), 1.0)
         """
-        return self._seq2seq.step_with_attention(params.decoder, carry, token)  # checks the token
+        return self.decoder.step(params.decoder, carry, token)  # checks the token
 
-    def step_fn(self, params: CaptionerParams, carry: Seq2SeqCarry, token: Array) -> tuple[Seq2SeqCarry, Array]:
+    def step_fn(self, params: CaptionerParams, carry: AttentionCarry, token: Array) -> tuple[AttentionCarry, Array]:
         """One decoding step, the callback of :mod:`rnnjax.decode`: feed ``token``, get the next logits.
 
         Args:
@@ -436,17 +424,18 @@ class Captioner:
             >>> logits.shape, bool((logits[3] == 0).all())   # steps >= length are zeros
             ((4, 13), True)
         """
-        tokens = _token_sequence(tokens, "tokens", self.vocab_size)
+        tokens = _checks.token_sequence(tokens, "tokens", self.vocab_size)
         length = _checks.length(length, tokens.shape[0])
         carry = self.encode(params, image)
+        decoder = self.decoder
 
-        def body(carry, token):
-            carry, logits, weights = self._seq2seq.step_with_attention(params.decoder, carry, token)
+        def body(carry, x):
+            carry, logits, weights = decoder.step_embedded(params.decoder, carry, x)
             return carry, (logits, weights)
 
-        _, (logits, weights) = lax.scan(body, carry, tokens)
-        logits = _zero_past(logits, length)
-        return (logits, _zero_past(weights, length)) if return_attention else logits
+        _, (logits, weights) = lax.scan(body, carry, decoder.embed(params.decoder, tokens))
+        logits = masks.zero_past(logits, length)
+        return (logits, masks.zero_past(weights, length)) if return_attention else logits
 
     def loss(self, params: CaptionerParams, batch: dict, key: PRNGKey | None = None) -> Array:
         """Teacher-forced cross-entropy per word (eos included), for :func:`rnnjax.train.make_train_step`.

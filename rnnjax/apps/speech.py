@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax import _checks
+from rnnjax._src import masks
 from rnnjax.cells import GRUCell
 from rnnjax.heads import Dense
 from rnnjax.layers import Bidirectional, Stack
@@ -583,7 +584,7 @@ class AcousticModel:
         num_steps, size = xs.shape
         length = _checks.length(length, num_steps)
         length = jnp.asarray(num_steps, jnp.int32) if length is None else length
-        xs = jnp.where(jnp.arange(num_steps)[:, None] < length, xs, jnp.zeros((), xs.dtype))  # zero the padding
+        xs = masks.zero_past(xs, length)  # zero the padding
         padded = -(-num_steps // self.stride) * self.stride
         xs = jnp.pad(xs, ((0, padded - num_steps), (0, 0))).reshape(padded // self.stride, self.stride * size)
         out_length = self.output_length(length)
