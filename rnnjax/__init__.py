@@ -14,7 +14,7 @@ from rnnjax import losses as losses
 from rnnjax import models as models
 from rnnjax import recurrence as recurrence  # unroll and its per-backend defaults
 from rnnjax import train as train
-from rnnjax._checks import checking
+from rnnjax._src.checks import checking
 from rnnjax.cells import (
     DenseParams,
     ElmanCell,

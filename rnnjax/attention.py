@@ -36,7 +36,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax._src import checks
 from rnnjax._src.carries import bridge, flat_size, hidden
 from rnnjax.cells import DenseParams
 from rnnjax.heads import Dense, Embedding, EmbeddingParams
@@ -163,7 +163,7 @@ class BahdanauAttention:
     attends_before_step: ClassVar[bool] = True
 
     def __post_init__(self):
-        _checks.positive_int(self.size, "size")
+        checks.positive_int(self.size, "size")
 
     def init(self, key: PRNGKey, query_size: int, value_size: int) -> BahdanauParams:
         k_q, k_k, k_v = jax.random.split(key, 3)
@@ -216,8 +216,8 @@ class MultiHeadAttention:
     attends_before_step: ClassVar[bool] = False
 
     def __post_init__(self):
-        _checks.positive_int(self.num_heads, "num_heads")
-        _checks.positive_int(self.size, "size")
+        checks.positive_int(self.num_heads, "num_heads")
+        checks.positive_int(self.size, "size")
         if self.size % self.num_heads:
             raise ValueError(f"size: expected a multiple of num_heads = {self.num_heads}, got {self.size}")
 
@@ -332,12 +332,12 @@ class AttentionDecoder:
     attention_size: int | None = None
 
     def __post_init__(self):
-        _checks.positive_int(self.vocab_size, "vocab_size")
-        _checks.positive_int(self.embed_size, "embed_size")
+        checks.positive_int(self.vocab_size, "vocab_size")
+        checks.positive_int(self.embed_size, "embed_size")
         object.__setattr__(self, "cell", as_cell(self.cell))
         if self.attention_size is None:
             object.__setattr__(self, "attention_size", self.cell.output_size)
-        _checks.positive_int(self.attention_size, "attention_size")
+        checks.positive_int(self.attention_size, "attention_size")
         object.__setattr__(self, "attention", _attention_module(self.attention, self.attention_size))
 
     @property
@@ -353,7 +353,7 @@ class AttentionDecoder:
     def init(self, key: PRNGKey, memory_size: int, bridge_size: int | None = None) -> AttentionDecoderParams:
         """Params for a memory of values of size ``memory_size``, with a bridge from a vector of
         ``bridge_size`` (None: the cell's carry comes from elsewhere, see :meth:`start`)."""
-        _checks.positive_int(memory_size, "memory_size")
+        checks.positive_int(memory_size, "memory_size")
         k_embed, k_cell, k_bridge, k_att, k_c, k_head = jax.random.split(key, 6)
         h = self.cell.output_size
         cell = self.cell.init(k_cell, self.embed_size + self.context_size(memory_size))
@@ -391,7 +391,7 @@ class AttentionDecoder:
 
     def step(self, params: AttentionDecoderParams, carry: AttentionCarry, token: Array):
         """One step from the token id ``token`` (shape ``()``): ``(carry, logits [v], weights [s])``."""
-        token = _checks.one_token(token, self.vocab_size)
+        token = checks.one_token(token, self.vocab_size)
         return self.step_embedded(params, carry, self.embed(params, token))
 
     def step_embedded(self, params: AttentionDecoderParams, carry: AttentionCarry, x: Array):

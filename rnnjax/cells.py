@@ -40,86 +40,15 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from rnnjax import _checks
+from rnnjax._src import checks, numerics
 from rnnjax.typing import Array, Carry, Params, PRNGKey, Shape
-
-_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-    "sigmoid": jax.nn.sigmoid,
-    "identity": lambda x: x,
-}
 
 # Keras' defaults: Glorot-uniform input kernels, orthogonal recurrent kernels.
 # Module-level objects, so two cells built with the defaults compare (and hash) equal.
-GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
-ORTHOGONAL = jax.nn.initializers.orthogonal()
-
-
-def _activation(fn: str | Callable, name: str = "activation") -> Callable[[Array], Array]:
-    if callable(fn):
-        return fn
-    if fn not in _ACTIVATIONS:
-        raise ValueError(f"{name}: expected one of {sorted(_ACTIVATIONS)} or a callable, got {fn!r}")
-    return _ACTIVATIONS[fn]
-
-
-def _promote(a, b) -> jnp.dtype:
-    # The standard promotion lattice, also when the user runs with strict promotion.
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.promote_types(a, b)
-
-
-def _precision(value: Any) -> Any:
-    """``value`` as one canonical, hashable matmul precision (equal settings hash equal)."""
-    if value is None or isinstance(value, lax.Precision | lax.DotAlgorithmPreset):
-        return value
-    if isinstance(value, str):
-        try:
-            return lax.Precision(value)
-        except ValueError:
-            pass
-    raise ValueError(
-        "precision: expected None, a jax.lax.Precision, a jax.lax.DotAlgorithmPreset or one of "
-        f"'default', 'high', 'highest', got {value!r}"
-    )
-
-
-def _initialized(initializer: Callable, key: PRNGKey, shape: Shape, dtype) -> Array:
-    """``initializer`` run in at least float32, then cast to ``dtype``.
-
-    The orthogonal initializer's QR has no bfloat16/float16 kernel, and 16-bit sampling
-    would coarsen every initializer's distribution.
-    """
-    return initializer(key, shape, _promote(dtype, jnp.float32)).astype(dtype)
-
-
-def accumulation_dtype(dtype) -> jnp.dtype:
-    """The dtype matmuls accumulate in and gates are computed in: float32 for 16-bit floats, else ``dtype``.
-
-    Example:
-        >>> accumulation_dtype(jnp.bfloat16), accumulation_dtype(jnp.float32)
-        (dtype('float32'), dtype('float32'))
-    """
-    dtype = jnp.dtype(dtype)
-    return jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
-
-
-def _matmul(x: Array, w: Array, dtype, precision=None) -> Array:
-    """``x @ w`` on operands cast to ``dtype``, returned in ``accumulation_dtype(dtype)``."""
-    return jnp.matmul(
-        x.astype(dtype), w.astype(dtype), precision=precision, preferred_element_type=accumulation_dtype(dtype)
-    )
-
-
-def _affine(x: Array, w: Array, b: Array | None, dtype, precision=None, out_dtype=None) -> Array:
-    """``x @ w + b`` computed in ``dtype`` (accumulated in float32 for 16-bit ``dtype``), returned in
-    ``out_dtype`` (default ``dtype``)."""
-    y = _matmul(x, w, dtype, precision)
-    y = y if b is None else y + b.astype(y.dtype)
-    return y.astype(out_dtype or dtype)
+GLOROT_UNIFORM = numerics.GLOROT_UNIFORM
+ORTHOGONAL = numerics.ORTHOGONAL
+accumulation_dtype = numerics.accumulation_dtype
 
 
 def _short_repr(cell) -> str:
@@ -279,12 +208,12 @@ class _Cell:
     num_gates: ClassVar[int] = 1
 
     def __post_init__(self):
-        _checks.positive_int(self.hidden_size, "hidden_size")
+        checks.positive_int(self.hidden_size, "hidden_size")
         # one canonical form, so that equal cells hash equal (np.dtype vs jnp.float32 do not)
         object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
         if self.dtype is not None:
             object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
-        object.__setattr__(self, "precision", _precision(self.precision))
+        object.__setattr__(self, "precision", numerics.precision(self.precision))
         for name in ("dtype", "param_dtype"):
             value = getattr(self, name)
             if value is not None and not jnp.issubdtype(value, jnp.floating):
@@ -312,14 +241,14 @@ class _Cell:
         Runs on shapes only (at trace time under ``jit``; cached per cell and input size).
         Every public method that takes params calls it, and so does ``unroll``.
         """
-        _checks.params_type(params, self.params_type, self)
+        checks.params_type(params, self.params_type, self)
         try:
             input_size = int(self.input_size(params))
         except (AttributeError, IndexError, TypeError):
             input_size = 0
         # an unreadable input size: compare with input size 1, which names the field at fault
         expected = _param_shapes(self, max(input_size, 1))
-        _checks.params_like(params, expected, _short_repr(self), hint=lambda: self._made_by(params, input_size))
+        checks.params_like(params, expected, _short_repr(self), hint=lambda: self._made_by(params, input_size))
 
     def _made_by(self, params: Params, input_size: int) -> str:
         """`` (made by Cell(...)?)`` if flipping one boolean hyper-parameter fits the params' structure."""
@@ -333,10 +262,7 @@ class _Cell:
         return ""
 
     def _compute_dtype(self, params: Params, input_dtype=None):
-        param_dtype = jax.tree_util.tree_leaves(params)[0].dtype
-        if self.dtype is not None:
-            return jnp.dtype(self.dtype)
-        return param_dtype if input_dtype is None else _promote(param_dtype, input_dtype)
+        return numerics.compute_dtype(params, input_dtype, self.dtype)
 
     def _init_carry0(self) -> Carry | None:
         if not self.learn_initial_carry:
@@ -345,10 +271,10 @@ class _Cell:
 
     def _initialize(self, initializer: Callable, key: PRNGKey, shape: Shape) -> Array:
         """``initializer`` for a param of ``shape`` in ``param_dtype`` (see :func:`_initialized`)."""
-        return _initialized(initializer, key, shape, self.param_dtype)
+        return numerics.initialized(initializer, key, shape, self.param_dtype)
 
     def _weights(self, key: PRNGKey, input_size: int, num_gates: int | None = None) -> tuple[Array, Array]:
-        _checks.positive_int(input_size, "input_size")
+        checks.positive_int(input_size, "input_size")
         width = (num_gates or self.num_gates) * self.hidden_size
         k_i, k_h = jax.random.split(key)
         w_i = self._initialize(self.kernel_init, k_i, (input_size, width))
@@ -397,9 +323,9 @@ class _Cell:
             >>> cell.project(params, jnp.ones((10, 4))).shape
             (10, 24)
         """
-        xs = _checks.floating(xs, "xs")
-        _checks.features(xs, self.input_size(params), "xs")
-        return _affine(xs, params.w_i, params.b, self._compute_dtype(params, xs.dtype), self.precision)
+        xs = checks.floating(xs, "xs")
+        checks.features(xs, self.input_size(params), "xs")
+        return numerics.affine(xs, params.w_i, params.b, self._compute_dtype(params, xs.dtype), self.precision)
 
     @_checked
     def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
@@ -451,7 +377,7 @@ class ElmanCell(_Cell):
 
     def __post_init__(self):
         super().__post_init__()
-        _activation(self.activation)
+        numerics.activation(self.activation)
 
     def init(self, key: PRNGKey, input_size: int) -> ElmanParams:
         """Params for inputs of size ``input_size``: ``w_i [f, h]``, ``w_h [h, h]``, ``b [h]``.
@@ -476,8 +402,8 @@ class ElmanCell(_Cell):
             >>> y.shape
             (8,)
         """
-        z = u.astype(accumulation_dtype(u.dtype)) + _matmul(carry.h, params.w_h, u.dtype, self.precision)
-        h = _activation(self.activation)(z).astype(u.dtype)
+        z = u.astype(accumulation_dtype(u.dtype)) + numerics.matmul(carry.h, params.w_h, u.dtype, self.precision)
+        h = numerics.activation(self.activation)(z).astype(u.dtype)
         return HiddenCarry(h), h
 
 
@@ -524,9 +450,9 @@ class JordanCell(_Cell):
         super().__post_init__()
         if self.output_size is None:
             object.__setattr__(self, "output_size", self.hidden_size)
-        _checks.positive_int(self.output_size, "output_size")
-        _activation(self.activation)
-        _activation(self.output_activation, "output_activation")
+        checks.positive_int(self.output_size, "output_size")
+        numerics.activation(self.activation)
+        numerics.activation(self.output_activation, "output_activation")
         if not 0.0 <= self.context_decay < 1.0:
             raise ValueError(f"context_decay: expected a value in [0, 1), got {self.context_decay}")
 
@@ -540,7 +466,7 @@ class JordanCell(_Cell):
             >>> JordanCell(8, 2).init(jax.random.key(0), 4).w_h.shape
             (2, 8)
         """
-        _checks.positive_int(input_size, "input_size")
+        checks.positive_int(input_size, "input_size")
         k_i, k_h, k_o = jax.random.split(key, 3)
         h, o, dt = self.hidden_size, self.output_size, self.param_dtype
         return JordanParams(
@@ -565,10 +491,12 @@ class JordanCell(_Cell):
         """
         dtype = u.dtype
         context = carry.context.astype(dtype)
-        s = _activation(self.activation)(
-            u.astype(accumulation_dtype(dtype)) + _matmul(context, params.w_h, dtype, self.precision)
+        s = numerics.activation(self.activation)(
+            u.astype(accumulation_dtype(dtype)) + numerics.matmul(context, params.w_h, dtype, self.precision)
         )
-        y = _activation(self.output_activation)(_affine(s, params.w_o, params.b_o, dtype, self.precision))
+        y = numerics.activation(self.output_activation)(
+            numerics.affine(s, params.w_o, params.b_o, dtype, self.precision)
+        )
         return JordanCarry(self.context_decay * context + y), y
 
 
@@ -610,8 +538,8 @@ class RMLPCell(_Cell):
         super().__post_init__()
         object.__setattr__(self, "mlp_sizes", tuple(self.mlp_sizes))
         for i, size in enumerate(self.mlp_sizes):
-            _checks.positive_int(size, f"mlp_sizes[{i}]")
-        _activation(self.activation)
+            checks.positive_int(size, f"mlp_sizes[{i}]")
+        numerics.activation(self.activation)
 
     @property
     def _recurrent(self) -> ElmanCell:
@@ -636,7 +564,7 @@ class RMLPCell(_Cell):
             >>> RMLPCell(8).init(jax.random.key(0), 4).layers
             ()
         """
-        _checks.positive_int(input_size, "input_size")
+        checks.positive_int(input_size, "input_size")
         keys = jax.random.split(key, len(self.mlp_sizes) + 1)
         sizes = (input_size, *self.mlp_sizes)
         layers = tuple(
@@ -665,12 +593,12 @@ class RMLPCell(_Cell):
             >>> cell.project(cell.init(jax.random.key(0), 4), jnp.ones((10, 4))).shape
             (10, 8)
         """
-        xs = _checks.floating(xs, "xs")
-        _checks.features(xs, self.input_size(params), "xs")
+        xs = checks.floating(xs, "xs")
+        checks.features(xs, self.input_size(params), "xs")
         dtype = self._compute_dtype(params, xs.dtype)
-        act = _activation(self.activation)
+        act = numerics.activation(self.activation)
         for layer in params.layers:
-            xs = act(_affine(xs, layer.w, layer.b, dtype, self.precision))
+            xs = act(numerics.affine(xs, layer.w, layer.b, dtype, self.precision))
         return self._recurrent.project(params.recurrent, xs.astype(dtype))
 
     @_checked
@@ -757,7 +685,7 @@ class LSTMCell(_Cell):
         """
         dtype, acc = u.dtype, accumulation_dtype(u.dtype)
         c = carry.c.astype(acc)
-        z = u.astype(acc) + _matmul(carry.h, params.w_h, dtype, self.precision)
+        z = u.astype(acc) + numerics.matmul(carry.h, params.w_h, dtype, self.precision)
         i, f, g, o = jnp.split(z, 4, axis=-1)
         if params.peephole is not None:
             p = params.peephole.astype(acc)
@@ -834,15 +762,17 @@ class GRUCell(_Cell):
         h = carry.h.astype(acc)
         u_r, u_z, u_n = jnp.split(u.astype(acc), 3, axis=-1)
         if self.reset_after:
-            hw = _matmul(carry.h, params.w_h, dtype, self.precision) + params.b_h.astype(acc)
+            hw = numerics.matmul(carry.h, params.w_h, dtype, self.precision) + params.b_h.astype(acc)
             hw_r, hw_z, hw_n = jnp.split(hw, 3, axis=-1)
             r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
             n = jnp.tanh(u_n + r * hw_n)
         else:
             hidden = self.hidden_size
-            hw_r, hw_z = jnp.split(_matmul(carry.h, params.w_h[:, : 2 * hidden], dtype, self.precision), 2, axis=-1)
+            hw_r, hw_z = jnp.split(
+                numerics.matmul(carry.h, params.w_h[:, : 2 * hidden], dtype, self.precision), 2, axis=-1
+            )
             r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
-            n = jnp.tanh(u_n + _matmul(r * h, params.w_h[:, 2 * hidden :], dtype, self.precision))
+            n = jnp.tanh(u_n + numerics.matmul(r * h, params.w_h[:, 2 * hidden :], dtype, self.precision))
         h = ((1 - z) * n + z * h).astype(dtype)
         return HiddenCarry(h), h
 
@@ -880,7 +810,7 @@ class _LinearRecurrenceCell(_Cell):
             >>> MinLSTMCell(8).init(jax.random.key(0), 4).w_i.shape
             (4, 24)
         """
-        _checks.positive_int(input_size, "input_size")
+        checks.positive_int(input_size, "input_size")
         width = self.num_gates * self.hidden_size
         w_i = self._initialize(self.kernel_init, key, (input_size, width))
         return self.params_type(w_i, jnp.zeros((width,), self.param_dtype), self._init_carry0())

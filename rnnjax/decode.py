@@ -42,8 +42,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from rnnjax import _checks
-from rnnjax._src import masks
+from rnnjax._src import checks, masks
 from rnnjax.losses import length_mask
 from rnnjax.typing import Array, Carry, Params, PRNGKey
 
@@ -51,7 +50,7 @@ _STATIC = ("step_fn", "max_len", "eos", "pad_id")
 
 
 def _check_sizes(max_len, eos, pad_id):
-    _checks.positive_int(max_len, "max_len")
+    checks.positive_int(max_len, "max_len")
     if eos is not None and (isinstance(eos, bool) or not isinstance(eos, int) or eos < 0):
         raise ValueError(f"eos: expected a token id (int >= 0) or None, got {eos!r}")
     if isinstance(pad_id, bool) or not isinstance(pad_id, int):
@@ -94,11 +93,11 @@ def _check_start(step_fn, params, carry, bos, max_len, eos, pad_id) -> int:
     vocabulary size ``v`` (returned). ``bos`` is checked at once when concrete, in checked mode when traced."""
     _check_sizes(max_len, eos, pad_id)
     if isinstance(bos, bool) or not isinstance(bos, int | np.integer):
-        bos = _checks.token_ids(bos, "bos", 0, "[] (one token id)")
+        bos = checks.token_ids(bos, "bos", 0, "[] (one token id)")
     vocab = _vocab_size(step_fn, params, carry)
     if eos is not None and eos >= vocab:
         raise ValueError(f"eos: expected a token id below the vocabulary size {vocab}, got {eos}")
-    _checks.values("bos", f"a token id in [0, {vocab}) (the vocabulary of step_fn's logits)", _in(0, vocab), bos)
+    checks.values("bos", f"a token id in [0, {vocab}) (the vocabulary of step_fn's logits)", _in(0, vocab), bos)
     return vocab
 
 
@@ -153,7 +152,7 @@ def _decode_loop(pick, step_fn, params, carry, bos, key, max_len, eos, pad_id):
     return final.tokens, final.step, final.logprob
 
 
-@_checks.checked_jit(static_argnames=_STATIC)
+@checks.checked_jit(static_argnames=_STATIC)
 def _greedy(step_fn, params, carry, bos, *, max_len, eos, pad_id):
     tokens, length, _ = _decode_loop(
         lambda log_probs, key: jnp.argmax(log_probs), step_fn, params, carry, bos, None, max_len, eos, pad_id
@@ -206,7 +205,7 @@ def _filter_logits(log_probs: Array, temperature, top_k, top_p) -> Array:
     return logits
 
 
-@_checks.checked_jit(static_argnames=(*_STATIC, "top_k"))
+@checks.checked_jit(static_argnames=(*_STATIC, "top_k"))
 def _sample(step_fn, params, carry, bos, key, *, max_len, eos, temperature, top_k, top_p, pad_id):
     temperature = jnp.asarray(temperature, jnp.float32)  # an integer temperature too
 
@@ -275,13 +274,13 @@ def sample(
     """
     _check_start(step_fn, params, carry, bos, max_len, eos, pad_id)
     if top_k is not None:
-        _checks.positive_int(top_k, "top_k")
+        checks.positive_int(top_k, "top_k")
     _real_scalar(temperature, "temperature")
     finite = lambda t: _in(0, np.inf)(t.astype(np.float32))  # noqa: E731 -- an integer temperature too
-    _checks.values("temperature", "a finite temperature >= 0 (0 is greedy)", finite, temperature)
+    checks.values("temperature", "a finite temperature >= 0 (0 is greedy)", finite, temperature)
     if top_p is not None:
         _real_scalar(top_p, "top_p")
-        _checks.values("top_p", "0 < top_p <= 1", lambda p: (p > 0) & (p <= 1), top_p)
+        checks.values("top_p", "0 < top_p <= 1", lambda p: (p > 0) & (p <= 1), top_p)
     return _sample(
         step_fn,
         params,
@@ -444,7 +443,7 @@ def beam_search(
       Wu et al., "Google's neural machine translation system", 2016 (length penalty).
     """
     vocab = _check_start(step_fn, params, carry, bos, max_len, eos, pad_id)
-    _checks.positive_int(beam_size, "beam_size")
+    checks.positive_int(beam_size, "beam_size")
     if vocab < 2:
         raise ValueError(f"beam_size: needs a vocabulary of at least 2 tokens, got {vocab}")
     if not alpha >= 0:
@@ -454,7 +453,7 @@ def beam_search(
     )
 
 
-@_checks.checked_jit(static_argnames=(*_STATIC, "beam_size", "alpha"))
+@checks.checked_jit(static_argnames=(*_STATIC, "beam_size", "alpha"))
 def _beam_search(step_fn, params, carry, bos, *, beam_size, max_len, eos, alpha, pad_id) -> BeamOutput:
     k = beam_size
     bos = jnp.asarray(bos, jnp.int32)
@@ -593,7 +592,7 @@ def _beam_search(step_fn, params, carry, bos, *, beam_size, max_len, eos, alpha,
 
 
 def _ctc_inputs(log_probs, length, blank, pad_id):
-    log_probs = _checks.floating(log_probs, "log_probs")
+    log_probs = checks.floating(log_probs, "log_probs")
     if log_probs.ndim != 2:
         hint = " (one utterance; batch with jax.vmap)" if log_probs.ndim == 3 else ""
         raise ValueError(f"log_probs: expected shape [t, v]{hint}, got shape {tuple(log_probs.shape)}")
@@ -602,7 +601,7 @@ def _ctc_inputs(log_probs, length, blank, pad_id):
         raise ValueError(f"blank: expected a label id in [0, {vocab}) (the vocabulary v of log_probs), got {blank!r}")
     if isinstance(pad_id, bool) or not isinstance(pad_id, int):
         raise ValueError(f"pad_id: expected an int, got {pad_id!r}")
-    return log_probs, _checks.length(length, num_steps)
+    return log_probs, checks.length(length, num_steps)
 
 
 @functools.partial(jax.jit, static_argnames=("blank", "pad_id"))
@@ -801,10 +800,10 @@ def ctc_prefix_beam_search(
       recurrent DNNs", 2014.
     """
     log_probs, length = _ctc_inputs(log_probs, length, blank, pad_id)
-    _checks.positive_int(beam_size, "beam_size")
+    checks.positive_int(beam_size, "beam_size")
     if max_labels is None:
         max_labels = max(log_probs.shape[0], 1)
-    _checks.positive_int(max_labels, "max_labels")
+    checks.positive_int(max_labels, "max_labels")
     return _ctc_prefix_beam_search(log_probs, length, beam_size, blank, int(max_labels), pad_id)
 
 
@@ -843,8 +842,8 @@ def ctc_loss_from_lengths(
         >>> round(float(jnp.exp(-loss)), 4)
         0.64
     """
-    logits = _checks.floating(logits, "logits")
-    labels = _checks.token_ids(labels, "labels")
+    logits = checks.floating(logits, "logits")
+    labels = checks.token_ids(labels, "labels")
     single = logits.ndim == 2
     if logits.ndim not in (2, 3):
         raise ValueError(f"logits: expected shape [b, t, v] (or [t, v]), got shape {tuple(logits.shape)}")
@@ -853,13 +852,13 @@ def ctc_loss_from_lengths(
     vocab = logits.shape[-1]
     if isinstance(blank, bool) or not isinstance(blank, int) or not 0 <= blank < vocab:
         raise ValueError(f"blank: expected a label id in [0, {vocab}) (the vocabulary v of logits), got {blank!r}")
-    lengths = _checks.token_ids(lengths, "lengths", ndim=logits.ndim - 2, shape="[]" if single else "[b]")
-    label_lengths = _checks.token_ids(
+    lengths = checks.token_ids(lengths, "lengths", ndim=logits.ndim - 2, shape="[]" if single else "[b]")
+    label_lengths = checks.token_ids(
         label_lengths, "label_lengths", ndim=logits.ndim - 2, shape="[]" if single else "[b]"
     )
     num_frames, num_labels = logits.shape[-2], labels.shape[-1]
-    _checks.values("lengths", f"0 <= lengths <= {num_frames} (the frames t of logits)", _in(0, num_frames + 1), lengths)
-    _checks.values(
+    checks.values("lengths", f"0 <= lengths <= {num_frames} (the frames t of logits)", _in(0, num_frames + 1), lengths)
+    checks.values(
         "label_lengths",
         f"0 <= label_lengths <= {num_labels} (the labels n of labels)",
         _in(0, num_labels + 1),
@@ -870,7 +869,7 @@ def ctc_loss_from_lengths(
     dtype = logits.dtype
     logit_paddings = (~length_mask(lengths, num_frames)).astype(dtype)
     label_valid = length_mask(label_lengths, num_labels)
-    _checks.values(
+    checks.values(
         "labels",
         f"label ids in [0, {vocab}) other than blank ({blank}) before label_lengths",
         lambda ids, valid: ((ids >= 0) & (ids < vocab) & (ids != blank)) | ~valid,

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
-from rnnjax.cells import GLOROT_UNIFORM, DenseParams, _affine, _initialized, _matmul, _promote
+from rnnjax._src import checks, numerics
+from rnnjax.cells import DenseParams
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -42,8 +42,8 @@ class Embedding:
     param_dtype: Any = jnp.float32
 
     def __post_init__(self):
-        _checks.positive_int(self.vocab_size, "vocab_size")
-        _checks.positive_int(self.features, "features")
+        checks.positive_int(self.vocab_size, "vocab_size")
+        checks.positive_int(self.features, "features")
 
     def init(self, key: PRNGKey) -> EmbeddingParams:
         """``table: [v, d]`` drawn from N(0, 1), as torch's ``nn.Embedding``."""
@@ -56,7 +56,7 @@ class Embedding:
             raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype}")
         vocab_size = params.table.shape[0]
         # concrete ids at once (in NumPy, also inside a jit), traced ones in checking mode
-        _checks.values("ids", f"token ids in [0, {vocab_size})", lambda i: (i >= 0) & (i < vocab_size), ids)
+        checks.values("ids", f"token ids in [0, {vocab_size})", lambda i: (i >= 0) & (i < vocab_size), ids)
         # out-of-range ids that slip through (traced, unchecked) give NaN rows, never another row
         return jnp.take(params.table, ids, axis=0, mode="fill", fill_value=jnp.nan)
 
@@ -65,7 +65,7 @@ class Embedding:
 
         Computed in ``x``'s dtype; 16-bit inputs give float32 logits (float32 accumulation).
         """
-        return _matmul(x, params.table.T, x.dtype)
+        return numerics.matmul(x, params.table.T, x.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,24 +93,26 @@ class Dense:
     activation: Callable | None = None
     use_bias: bool = True
     param_dtype: Any = jnp.float32
-    kernel_init: Callable = dataclasses.field(default=GLOROT_UNIFORM, repr=False)
+    kernel_init: Callable = dataclasses.field(default=numerics.GLOROT_UNIFORM, repr=False)
     output_dtype: Any = None
 
     def __post_init__(self):
-        _checks.positive_int(self.features, "features")
+        checks.positive_int(self.features, "features")
 
     def init(self, key: PRNGKey, input_size: int) -> DenseParams:
         """``DenseParams(w [f, o], b [o])`` (``b`` is None without bias)."""
-        _checks.positive_int(input_size, "input_size")
-        w = _initialized(self.kernel_init, key, (input_size, self.features), self.param_dtype)
+        checks.positive_int(input_size, "input_size")
+        w = numerics.initialized(self.kernel_init, key, (input_size, self.features), self.param_dtype)
         b = jnp.zeros((self.features,), self.param_dtype) if self.use_bias else None
         return DenseParams(w, b)
 
     def apply(self, params: DenseParams, x: Array) -> Array:
         """``[..., f] -> [..., o]``, computing in the promotion of ``x``'s and the params' dtypes."""
-        x = _checks.floating(x, "x")
-        _checks.features(x, params.w.shape[0], "x")
-        y = _affine(x, params.w, params.b, _promote(x.dtype, params.w.dtype), out_dtype=self.output_dtype)
+        x = checks.floating(x, "x")
+        checks.features(x, params.w.shape[0], "x")
+        y = numerics.affine(
+            x, params.w, params.b, numerics.promote(x.dtype, params.w.dtype), out_dtype=self.output_dtype
+        )
         return y if self.activation is None else self.activation(y)
 
 

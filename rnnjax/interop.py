@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax._src import checks
 from rnnjax.cells import (
     ElmanCell,
     ElmanParams,
@@ -506,7 +506,7 @@ def from_torch_state_dict(
         input_size = shapes["weight_ih_l0"][1] if len(shapes.get("weight_ih_l0", ())) == 2 else None
     for name, value in (("hidden_size", hidden_size), ("input_size", input_size), ("num_layers", num_layers)):
         if value is not None:
-            _checks.positive_int(value, name)
+            checks.positive_int(value, name)
     if hidden_size is None:
         raise ValueError(f"state_dict: cannot read hidden_size from the shapes {shapes}; pass hidden_size=")
 

@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax._src import checks
+from rnnjax._src.dropout import dropout
 from rnnjax.recurrence import unroll
 from rnnjax.typing import Array, Carry, Cell, Layer, Params, PRNGKey, Shape
 
@@ -92,7 +93,7 @@ class RNN:
 
 def _init_chain(parts, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
     """Params of layers (or cells) applied one after another: each one's input is the last one's output."""
-    _checks.positive_int(input_size, "input_size")
+    checks.positive_int(input_size, "input_size")
     params, size = [], input_size
     for part, k in zip(parts, jax.random.split(key, len(parts)), strict=True):
         params.append(part.init(k, size))
@@ -304,9 +305,8 @@ class Stack:
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
             c, xs = layer.apply_with_carry(p, xs, carries[i], length=length, key=layer_keys[i])
             out.append(c)
-            if self.dropout > 0 and key is not None and i < n - 1:
-                keep = jax.random.bernoulli(dropout_keys[i], 1.0 - self.dropout, xs.shape)
-                xs = jnp.where(keep, xs / (1.0 - self.dropout), jnp.zeros_like(xs))
+            if i < n - 1:
+                xs = dropout(xs, self.dropout, dropout_keys[i])
         return tuple(out), xs
 
     def apply(self, params: tuple[Params, ...], xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:

@@ -60,8 +60,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax import _checks
-from rnnjax.cells import _activation, _promote
+from rnnjax._src import checks, numerics
 from rnnjax.typing import Array, Carry, PRNGKey, Shape
 
 __all__ = [
@@ -155,13 +154,13 @@ class IIRMLPCell:
         if not self.layer_sizes:
             raise ValueError("layer_sizes: expected at least one layer, got ()")
         for n, size in enumerate(self.layer_sizes):
-            _checks.positive_int(size, f"layer_sizes[{n}]")
+            checks.positive_int(size, f"layer_sizes[{n}]")
         for name in ("ma_order", "ar_order"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
-        _activation(self.activation, "activation")
-        _activation(self.output_activation, "output_activation")
+        numerics.activation(self.activation, "activation")
+        numerics.activation(self.output_activation, "output_activation")
         if not 0.0 <= self.ar_scale < 1.0:
             raise ValueError(f"ar_scale: expected a value in [0, 1), got {self.ar_scale}")
         object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
@@ -179,15 +178,15 @@ class IIRMLPCell:
         return len(self.layer_sizes)
 
     def _activations(self) -> list[Callable[[Array], Array]]:
-        hidden = _activation(self.activation, "activation")
-        return [hidden] * (self.num_layers - 1) + [_activation(self.output_activation, "output_activation")]
+        hidden = numerics.activation(self.activation, "activation")
+        return [hidden] * (self.num_layers - 1) + [numerics.activation(self.output_activation, "output_activation")]
 
     def input_size(self, params: IIRMLPParams) -> int:
         """The input size ``f`` that ``params`` were initialised for."""
         return params.layers[0].w.shape[1]
 
     def check_params(self, params) -> None:
-        _checks.params_type(params, IIRMLPParams, self)
+        checks.params_type(params, IIRMLPParams, self)
         if len(params.layers) != self.num_layers:
             raise ValueError(f"params: expected {self.num_layers} layers for {self!r}, got {len(params.layers)}")
         for n, (layer, size) in enumerate(zip(params.layers, self.layer_sizes, strict=True)):
@@ -198,10 +197,7 @@ class IIRMLPCell:
                 raise ValueError(f"params: layer {n} has shapes (w, v, b) {got}, expected {expected}")
 
     def _compute_dtype(self, params: IIRMLPParams, input_dtype=None):
-        if self.dtype is not None:
-            return self.dtype
-        param_dtype = params.layers[0].w.dtype
-        return param_dtype if input_dtype is None else _promote(param_dtype, input_dtype)
+        return numerics.compute_dtype(params, input_dtype, self.dtype)
 
     def init(self, key: PRNGKey, input_size: int) -> IIRMLPParams:
         """Params: per layer ``w [o, i, q+1]`` (LeCun-uniform over the ``i (q+1)`` taps), ``v [o, i, p]``, ``b [o]``.
@@ -217,7 +213,7 @@ class IIRMLPCell:
             >>> IIRMLPCell((4, 2), ma_order=0, ar_order=3).init(jax.random.key(0), 5).layers[1].v.shape
             (2, 4, 3)
         """
-        _checks.positive_int(input_size, "input_size")
+        checks.positive_int(input_size, "input_size")
         q, p, dt = self.ma_order, self.ar_order, self.param_dtype
         sizes = (input_size, *self.layer_sizes)
         layers = []
@@ -266,8 +262,8 @@ class IIRMLPCell:
             >>> cell.project(cell.init(jax.random.key(0), 3), jnp.ones((10, 3))).shape
             (10, 3)
         """
-        xs = _checks.floating(xs, "xs")
-        _checks.features(xs, self.input_size(params), "xs")
+        xs = checks.floating(xs, "xs")
+        checks.features(xs, self.input_size(params), "xs")
         return xs.astype(self._compute_dtype(params, xs.dtype))
 
     def _layer(self, layer: IIRLayerParams, x_hist: Array, y_hist: Array, act, dtype):
@@ -389,7 +385,7 @@ def impulse_response(layer: IIRLayerParams, length: int) -> Array:
         >>> impulse_response(layer, 4)[0, 0].tolist()
         [1.0, 0.5, 0.25, 0.125]
     """
-    _checks.positive_int(length, "length")
+    checks.positive_int(length, "length")
     n_out, n_in, taps = layer.w.shape
     p = layer.v.shape[-1]
     w = jnp.zeros((n_out, n_in, length), layer.w.dtype).at[..., : min(taps, length)].set(layer.w[..., :length])
@@ -544,7 +540,7 @@ def crbp_step(
         (1, 4, 2)
     """
     _check_crbp(cell, params, depth)
-    x = _checks.floating(x, "x")
+    x = checks.floating(x, "x")
     if x.shape != (cell.input_size(params),):
         raise ValueError(f"x: expected shape [{cell.input_size(params)}] (one step of one sequence), got {x.shape}")
     return _crbp_update(cell, params, state, x, lambda y: jax.value_and_grad(step_loss)(y, target), depth)
@@ -593,7 +589,7 @@ def crbp_grad(
     """
     if not isinstance(cell, IIRMLPCell):
         raise TypeError(f"cell: expected an IIRMLPCell, got {type(cell).__name__}")
-    xs = _checks.sequence(xs, cell.input_size(params), "xs")
+    xs = checks.sequence(xs, cell.input_size(params), "xs")
     num_steps = xs.shape[0]
     depth = max(num_steps - 1, 0) if depth is None else depth
     state = crbp_init(cell, params, depth, carry=carry)

@@ -13,8 +13,7 @@ jitted computation.
 import jax.numpy as jnp
 import optax
 
-from rnnjax import _checks
-from rnnjax._src import masks
+from rnnjax._src import checks, masks
 from rnnjax.typing import Array
 
 
@@ -49,7 +48,7 @@ def _masked_mean(values: Array, mask: Array | None) -> Array:
     if not (mask.dtype == bool or jnp.issubdtype(mask.dtype, jnp.number)):
         raise TypeError(f"mask: expected booleans or numeric weights, got dtype {mask.dtype}")
     if mask.dtype != bool:
-        _checks.values("mask", "weights >= 0", lambda m: m >= 0, mask)
+        checks.values("mask", "weights >= 0", lambda m: m >= 0, mask)
     weights = mask.astype(values.dtype)
     # a select, not only a product: NaN or inf in the padding must not leak (NaN * 0 is NaN);
     # an all-padding batch gives 0, not NaN
@@ -82,7 +81,7 @@ def sequence_cross_entropy(logits: Array, targets: Array, mask: Array | None = N
         >>> round(float(loss), 4) == round(float(jnp.log(4.0)), 4)
         True
     """
-    logits = _checks.floating(logits, "logits")
+    logits = checks.floating(logits, "logits")
     targets = jnp.asarray(targets)
     if not jnp.issubdtype(targets.dtype, jnp.integer):
         raise TypeError(f"targets: expected integer class ids, got dtype {targets.dtype}")
@@ -95,10 +94,10 @@ def sequence_cross_entropy(logits: Array, targets: Array, mask: Array | None = N
     vocab = logits.shape[-1]
     expected = f"class ids in [0, {vocab}) (the last axis of logits) on the valid steps"
     if mask is None:
-        _checks.values("targets", expected, lambda t: (t >= 0) & (t < vocab), targets)
+        checks.values("targets", expected, lambda t: (t >= 0) & (t < vocab), targets)
     else:
         valid = lambda t, m: ((t >= 0) & (t < vocab)) | ~m.astype(bool)  # noqa: E731
-        _checks.values("targets", expected, valid, targets, jnp.asarray(mask))
+        checks.values("targets", expected, valid, targets, jnp.asarray(mask))
     return mean
 
 
@@ -122,7 +121,7 @@ def sequence_mse(predictions: Array, targets: Array, mask: Array | None = None) 
         >>> float(rj.losses.sequence_mse(preds, targets, jnp.array([True, True, False, False])))
         1.0
     """
-    predictions = _checks.floating(predictions, "predictions")
+    predictions = checks.floating(predictions, "predictions")
     if jnp.shape(targets) != predictions.shape:
         raise ValueError(f"targets: expected shape {predictions.shape} (as predictions), got {jnp.shape(targets)}")
     per_step = jnp.mean((predictions - jnp.asarray(targets, predictions.dtype)) ** 2, axis=-1)
@@ -150,7 +149,7 @@ def last_step(ys: Array, length: Array | int | None = None) -> Array:
         raise ValueError(f"ys: expected shape [t, ...] with at least one step, got shape {tuple(ys.shape)}")
     if length is None:
         return ys[-1]
-    length = _checks.length(length, ys.shape[0])
+    length = checks.length(length, ys.shape[0])
     last = jnp.take(ys, jnp.maximum(length - 1, 0), axis=0)
     return jnp.where(length > 0, last, jnp.zeros_like(last))  # no valid step: zeros, not ys[-1]
 

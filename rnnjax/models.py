@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from rnnjax import _checks
-from rnnjax._src import carries, masks
+from rnnjax._src import carries, checks, masks
+from rnnjax._src.dropout import dropout
 from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
 from rnnjax.cells import DenseParams, accumulation_dtype
 from rnnjax.heads import Dense, Embedding, EmbeddingParams
@@ -130,15 +130,8 @@ class _Dtypes:
         return accumulation_dtype(self._param_dtype if self.dtype is None else self.dtype)
 
 
-def _dropout(x: Array, rate: float, key: PRNGKey | None) -> Array:
-    if rate == 0 or key is None:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
-
-
 def _vector(x, size: int, name: str, letter: str) -> Array:
-    x = _checks.floating(x, name)
+    x = checks.floating(x, name)
     if x.shape != (size,):
         hint = " (one example; batch with jax.vmap)" if x.ndim > 1 else ""
         raise ValueError(f"{name}: expected shape [{letter}] = ({size},){hint}, got shape {tuple(x.shape)}")
@@ -181,10 +174,7 @@ def _run_encoder(layer, params: Params, xs: Array, length: Array | None, key: PR
         raise ValueError(f"params: expected {n} layer params, got {len(params)}")
     keys = [None] * (2 * n) if key is None else list(jax.random.split(key, 2 * n))
     for i, (sub, p) in enumerate(zip(layer.layers[:-1], params[:-1], strict=True)):
-        xs = sub.apply(p, xs, length=length, key=keys[i])
-        if layer.dropout > 0 and key is not None:
-            keep = jax.random.bernoulli(keys[n + i], 1.0 - layer.dropout, xs.shape)
-            xs = jnp.where(keep, xs / (1.0 - layer.dropout), jnp.zeros_like(xs))
+        xs = dropout(sub.apply(p, xs, length=length, key=keys[i]), layer.dropout, keys[n + i])
     return _run_encoder(layer.layers[-1], params[-1], xs, length, keys[n - 1])
 
 
@@ -218,18 +208,18 @@ def _same_shapes(a, b) -> bool:
 def _inputs(xs, embed_params, vocab_size: int | None, input_size: int) -> Array:
     """``xs [t, f]`` checked, or token ids ``[t]`` embedded to ``[t, f]`` when there is a vocabulary."""
     if vocab_size is None:
-        xs = _checks.sequence(xs, input_size, "xs")
+        xs = checks.sequence(xs, input_size, "xs")
     else:
-        ids = _checks.token_sequence(xs, "xs", vocab_size)
+        ids = checks.token_sequence(xs, "xs", vocab_size)
         xs = Embedding(vocab_size, input_size).apply(embed_params, ids)
     _nonempty(xs, "xs")
     return xs
 
 
 def _check_front(vocab_size: int | None, input_size: int) -> None:
-    _checks.positive_int(input_size, "input_size")
+    checks.positive_int(input_size, "input_size")
     if vocab_size is not None:
-        _checks.positive_int(vocab_size, "vocab_size")
+        checks.positive_int(vocab_size, "vocab_size")
 
 
 # ----------------------------------------------------------------------------- many-to-one
@@ -296,7 +286,7 @@ class SequenceClassifier(_Dtypes):
     def __post_init__(self):
         object.__setattr__(self, "encoder", _check_encoder(self.encoder))
         self._pass_dtypes("encoder")
-        _checks.positive_int(self.num_classes, "num_classes")
+        checks.positive_int(self.num_classes, "num_classes")
         _check_front(self.vocab_size, self.input_size)
         if self.pooling not in _POOLINGS:
             raise ValueError(f"pooling: expected one of {_POOLINGS}, got {self.pooling!r}")
@@ -349,7 +339,7 @@ class SequenceClassifier(_Dtypes):
             (3,)
         """
         xs = _inputs(xs, params.embed, self.vocab_size, self.input_size)
-        length = _checks.length(length, xs.shape[0])
+        length = checks.length(length, xs.shape[0])
         ys, finals = _run_encoder(self.encoder, params.encoder, xs, length, key)
         return self._head(self.num_classes).apply(params.head, self._pool(ys, finals, length))
 
@@ -398,7 +388,7 @@ class SequenceTagger(_Dtypes):
     def __post_init__(self):
         object.__setattr__(self, "encoder", _check_encoder(self.encoder))
         self._pass_dtypes("encoder")
-        _checks.positive_int(self.num_tags, "num_tags")
+        checks.positive_int(self.num_tags, "num_tags")
         _check_front(self.vocab_size, self.input_size)
 
     def init(self, key: PRNGKey) -> TaggerParams:
@@ -435,7 +425,7 @@ class SequenceTagger(_Dtypes):
             ((6, 5), 0.0)
         """
         xs = _inputs(xs, params.embed, self.vocab_size, self.input_size)
-        length = _checks.length(length, xs.shape[0])
+        length = checks.length(length, xs.shape[0])
         ys, _ = _run_encoder(self.encoder, params.encoder, xs, length, key)
         return masks.zero_past(self._head(self.num_tags).apply(params.head, ys), length)
 
@@ -495,8 +485,8 @@ class LanguageModel(_Dtypes):
     hoist: bool | None = None
 
     def __post_init__(self):
-        _checks.positive_int(self.vocab_size, "vocab_size")
-        _checks.positive_int(self.embed_size, "embed_size")
+        checks.positive_int(self.vocab_size, "vocab_size")
+        checks.positive_int(self.embed_size, "embed_size")
         object.__setattr__(self, "cell", as_cell(self.cell))
         self._pass_dtypes("cell")
         if self.tie_weights and self.cell.output_size != self.embed_size:
@@ -576,12 +566,12 @@ class LanguageModel(_Dtypes):
             (4, 10)
         """
         self._check_params(params)
-        tokens = _checks.token_sequence(tokens, "tokens", self.vocab_size)
-        length = _checks.length(length, tokens.shape[0])
+        tokens = checks.token_sequence(tokens, "tokens", self.vocab_size)
+        length = checks.length(length, tokens.shape[0])
         k_in, k_out = (None, None) if key is None else jax.random.split(key)
-        xs = _dropout(self._embedding.apply(params.embed, tokens), self.dropout, k_in)
+        xs = dropout(self._embedding.apply(params.embed, tokens), self.dropout, k_in)
         _, ys = unroll(self.cell, params.cell, xs, length=length, hoist=self.hoist)
-        ys = _dropout(ys, self.dropout, k_out)
+        ys = dropout(ys, self.dropout, k_out)
         return masks.zero_past(self._logits(params, ys), length)
 
     def unroll(self, params: LanguageModelParams, tokens: Array, carry: Carry | None = None) -> tuple[Carry, Array]:
@@ -608,7 +598,7 @@ class LanguageModel(_Dtypes):
             ((3, 50), (2, 50))
         """
         self._check_params(params)
-        tokens = _checks.token_sequence(tokens, "tokens", self.vocab_size)
+        tokens = checks.token_sequence(tokens, "tokens", self.vocab_size)
         carry, ys = unroll(self.cell, params.cell, self._embedding.apply(params.embed, tokens), carry, hoist=self.hoist)
         return carry, self._logits(params, ys)
 
@@ -644,7 +634,7 @@ class LanguageModel(_Dtypes):
             (10,)
         """
         self._check_params(params)
-        token = _checks.one_token(token, self.vocab_size)
+        token = checks.one_token(token, self.vocab_size)
         carry, y = self.cell.step(params.cell, carry, self._embedding.apply(params.embed, token))
         return carry, self._logits(params, y)
 
@@ -715,9 +705,9 @@ class ConditionedGenerator(_Dtypes):
     hoist: bool | None = None
 
     def __post_init__(self):
-        _checks.positive_int(self.feature_size, "feature_size")
-        _checks.positive_int(self.vocab_size, "vocab_size")
-        _checks.positive_int(self.embed_size, "embed_size")
+        checks.positive_int(self.feature_size, "feature_size")
+        checks.positive_int(self.vocab_size, "vocab_size")
+        checks.positive_int(self.embed_size, "embed_size")
         object.__setattr__(self, "cell", as_cell(self.cell))
         self._pass_dtypes("cell")
         if self.condition not in _CONDITIONS:
@@ -795,8 +785,8 @@ class ConditionedGenerator(_Dtypes):
             (3, 10)
         """
         carry = self.initial_carry(params, features)
-        tokens = _checks.token_sequence(tokens, "tokens", self.vocab_size)
-        length = _checks.length(length, tokens.shape[0])
+        tokens = checks.token_sequence(tokens, "tokens", self.vocab_size)
+        length = checks.length(length, tokens.shape[0])
         xs = self._inputs(params, tokens, carry.features)
         _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length, hoist=self.hoist)
         return masks.zero_past(self._head(self.vocab_size).apply(params.head, ys), length)
@@ -821,7 +811,7 @@ class ConditionedGenerator(_Dtypes):
             >>> logits.shape
             (10,)
         """
-        token = _checks.one_token(token, self.vocab_size)
+        token = checks.one_token(token, self.vocab_size)
         x = self._inputs(params, token, carry.features)
         cell_carry, y = self.cell.step(params.cell, carry.cell, x)
         return GeneratorCarry(cell_carry, carry.features), self._head(self.vocab_size).apply(params.head, y)
@@ -920,7 +910,7 @@ class Seq2Seq:
     bridge: bool | None = None
 
     def __post_init__(self):
-        _checks.positive_int(self.src_vocab, "src_vocab")
+        checks.positive_int(self.src_vocab, "src_vocab")
         object.__setattr__(self, "encoder", _check_encoder(self.encoder))
         object.__setattr__(self, "decoder_cell", as_cell(self.decoder_cell, "decoder_cell"))
         if self.bridge not in (None, True, False):
@@ -988,9 +978,9 @@ class Seq2Seq:
             >>> carry.values.shape, carry.keys.shape, carry.mask.tolist()
             ((5, 8), (5, 8), [True, True, True, False, False])
         """
-        src = _checks.token_sequence(src, "src", self.src_vocab, "s")
+        src = checks.token_sequence(src, "src", self.src_vocab, "s")
         _nonempty(src, "src")
-        src_len = _checks.length(src_len, src.shape[0], "src_len")
+        src_len = checks.length(src_len, src.shape[0], "src_len")
         xs = Embedding(self.src_vocab, self.embed_size).apply(params.src_embed, src)
         values, finals = _run_encoder(self.encoder, params.encoder, xs, src_len, key)
         decoder = self.decoder
@@ -1038,8 +1028,8 @@ class Seq2Seq:
         """
         if return_attention and self.attention is None:
             raise ValueError("return_attention: this Seq2Seq has attention=None, so there are no weights")
-        tgt_in = _checks.token_sequence(tgt_in, "tgt_in", self.tgt_vocab)
-        tgt_len = _checks.length(tgt_len, tgt_in.shape[0], "tgt_len")
+        tgt_in = checks.token_sequence(tgt_in, "tgt_in", self.tgt_vocab)
+        tgt_len = checks.length(tgt_len, tgt_in.shape[0], "tgt_len")
         carry = self.encode(params, src, src_len, key=key)
         decoder = self.decoder
         xs = decoder.embed(params.decoder, tgt_in)
@@ -1094,6 +1084,6 @@ class Seq2Seq:
             >>> round(float(weights.sum()), 4), float(weights[3])
             (1.0, 0.0)
         """
-        token = _checks.one_token(token, self.tgt_vocab)
+        token = checks.one_token(token, self.tgt_vocab)
         decoder = self.decoder
         return decoder.step_embedded(params.decoder, carry, decoder.embed(params.decoder, token))

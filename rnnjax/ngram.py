@@ -47,6 +47,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rnnjax._src import checks
+
 __all__ = ["KneserNey", "KneserNeyModel"]
 
 _FALLBACK_DISCOUNT = 0.75
@@ -54,8 +56,7 @@ _MIN_DISCOUNT = 0.01
 
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    checks.positive_int(value, name)
     return int(value)
 
 

@@ -33,7 +33,8 @@ import optax
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from rnnjax import _checks, train
+from rnnjax import train
+from rnnjax._src import checks
 from rnnjax.typing import GatedParams, Params
 
 DATA, MODEL = "data", "model"  # the mesh axis names
@@ -68,8 +69,8 @@ def make_mesh(num_devices: int | None = None, *, model: int = 1, devices=None) -
     """
     devices = list(jax.devices() if devices is None else devices)
     num_devices = len(devices) if num_devices is None else num_devices
-    _checks.positive_int(num_devices, "num_devices")
-    _checks.positive_int(model, "model")
+    checks.positive_int(num_devices, "num_devices")
+    checks.positive_int(model, "model")
     if num_devices > len(devices):
         raise ValueError(
             f"num_devices: expected at most the {len(devices)} available device(s) ({devices[0].platform}), "
@@ -272,7 +273,7 @@ def host_batch_slice(global_batch_size: int, mesh: Mesh) -> slice:
         >>> rj.parallel.host_batch_slice(32, rj.parallel.make_mesh(1))   # one host: all rows
         slice(0, 32, None)
     """
-    _checks.positive_int(global_batch_size, "global_batch_size")
+    checks.positive_int(global_batch_size, "global_batch_size")
     _check_batch(np.zeros((global_batch_size, 0)), _data_size(mesh), "the number of devices on the mesh's data axis")
     indices = batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
     rows = sorted({(index[0].start or 0, index[0].stop or global_batch_size) for index in indices.values()})
@@ -409,7 +410,7 @@ def make_data_parallel_train_step(
         signature = structure, tuple(np.shape(leaf) for leaf in leaves)
         if signature not in compiled:
             shardings = (param_shardings(params, mesh), param_shardings(opt_state, mesh))
-            jitted = _checks.checked_jit(
+            jitted = checks.checked_jit(
                 single_device_step, in_shardings=(*shardings, data_sharding, whole), out_shardings=(*shardings, whole)
             )
             compiled[signature] = shardings, jitted

@@ -20,8 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax import _checks
-from rnnjax._src import masks
+from rnnjax._src import checks, masks
 from rnnjax.typing import Array, Carry, Cell, LinearRecurrenceCell, Params
 
 # lax.scan's unroll factor per backend, from measurements (docs/performance.md). On an
@@ -140,7 +139,7 @@ def _parallel_scan(cell, params, carry, xs, valid, reverse):
 def _carry_dtype_like_step(cell: Cell, params: Params, carry: Carry, x: Array) -> Carry:
     """Cast ``carry`` to the dtypes that one ``step`` returns, so ``lax.scan`` sees no mismatch."""
     out = jax.eval_shape(cell.step, params, carry, x)[0]
-    _checks.same_structure(out, carry, "carry")
+    checks.same_structure(out, carry, "carry")
     return jax.tree_util.tree_map(lambda c, o: c.astype(o.dtype), carry, out)
 
 
@@ -196,12 +195,12 @@ def unroll(
         (4, 10, 16)
     """
     cell.check_params(params)
-    xs = _checks.sequence(xs, cell.input_size(params), "xs")
+    xs = checks.sequence(xs, cell.input_size(params), "xs")
     num_steps = xs.shape[0]
-    length = _checks.length(length, num_steps)
+    length = checks.length(length, num_steps)
     if unroll is None:
         unroll = default_unroll(num_steps)
-    _checks.positive_int(unroll, "unroll")
+    checks.positive_int(unroll, "unroll")
     if hoist is None:
         hoist = default_hoist()
     elif not isinstance(hoist, bool):
@@ -215,7 +214,7 @@ def unroll(
     if carry is None:
         carry = expected_carry
     else:
-        _checks.same_structure(carry, expected_carry, "carry")
+        checks.same_structure(carry, expected_carry, "carry")
     if num_steps == 0:
         ys = jax.eval_shape(cell.step, params, carry, jnp.zeros(xs.shape[1:], xs.dtype))[1]
         return carry, jnp.zeros((0, *ys.shape), ys.dtype)

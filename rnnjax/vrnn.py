@@ -62,9 +62,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax import _checks
-from rnnjax._src import masks
-from rnnjax.cells import DenseParams, GRUCell, _activation, _promote
+from rnnjax._src import checks, masks, numerics
+from rnnjax.cells import DenseParams, GRUCell
 from rnnjax.heads import Dense
 from rnnjax.layers import as_cell
 from rnnjax.typing import Array, Params, PRNGKey
@@ -206,16 +205,16 @@ def _check_cell(cell, hidden_size: int):
 
 
 def _check_common(model) -> None:
-    _checks.positive_int(model.x_size, "x_size")
-    _checks.positive_int(model.hidden_size, "hidden_size")
+    checks.positive_int(model.x_size, "x_size")
+    checks.positive_int(model.hidden_size, "hidden_size")
     for name in ("x_features", "dense_size"):
         if getattr(model, name) is None:
             object.__setattr__(model, name, model.hidden_size)
-        _checks.positive_int(getattr(model, name), name)
+        checks.positive_int(getattr(model, name), name)
     object.__setattr__(model, "cell", _check_cell(model.cell, model.hidden_size))
     if model.output not in _OUTPUTS:
         raise ValueError(f"output: expected one of {_OUTPUTS}, got {model.output!r}")
-    _activation(model.activation)
+    numerics.activation(model.activation)
     if not model.min_scale >= 0.0:
         raise ValueError(f"min_scale: expected a non-negative float, got {model.min_scale}")
 
@@ -229,16 +228,11 @@ def _start(cell, cell_params, dtype):
     return carry, h
 
 
-def _compute_dtype(params, xs_dtype=None):
-    param_dtype = jax.tree_util.tree_leaves(params)[0].dtype
-    return param_dtype if xs_dtype is None else _promote(param_dtype, xs_dtype)
-
-
 def _prepare(model, params, params_type, xs, length):
-    _checks.params_type(params, params_type, model)
-    xs = _checks.sequence(xs, model.x_size, "xs")
-    length = _checks.length(length, xs.shape[0])
-    dtype = _compute_dtype(params, xs.dtype)
+    checks.params_type(params, params_type, model)
+    xs = checks.sequence(xs, model.x_size, "xs")
+    length = checks.length(length, xs.shape[0])
+    dtype = numerics.compute_dtype(params, xs.dtype)
     valid = masks.valid_mask(length, xs.shape[0])
     return xs.astype(dtype), valid, dtype
 
@@ -252,13 +246,17 @@ def _masked(valid, new, old):
 
 def _phi_x(model) -> Dense:
     """The input features of VRNN and AutoregressiveRNN alike."""
-    return Dense(model.x_features, activation=_activation(model.activation))
+    return Dense(model.x_features, activation=numerics.activation(model.activation))
 
 
 def _decoder(model) -> _Head:
     """The output distribution's head of VRNN and AutoregressiveRNN alike."""
     return _Head(
-        model.dense_size, model.x_size, model.output == "gaussian", _activation(model.activation), model.min_scale
+        model.dense_size,
+        model.x_size,
+        model.output == "gaussian",
+        numerics.activation(model.activation),
+        model.min_scale,
     )
 
 
@@ -312,20 +310,20 @@ class VRNN:
 
     def __post_init__(self):
         _check_common(self)
-        _checks.positive_int(self.z_size, "z_size")
+        checks.positive_int(self.z_size, "z_size")
         if self.z_features is None:
             object.__setattr__(self, "z_features", self.hidden_size)
-        _checks.positive_int(self.z_features, "z_features")
+        checks.positive_int(self.z_features, "z_features")
 
     # the parts, as small frozen dataclasses
     def _phi_x(self) -> Dense:
         return _phi_x(self)
 
     def _phi_z(self) -> Dense:
-        return Dense(self.z_features, activation=_activation(self.activation))
+        return Dense(self.z_features, activation=numerics.activation(self.activation))
 
     def _latent_head(self) -> _Head:
-        return _Head(self.dense_size, self.z_size, True, _activation(self.activation), self.min_scale)
+        return _Head(self.dense_size, self.z_size, True, numerics.activation(self.activation), self.min_scale)
 
     def _decoder(self) -> _Head:
         return _decoder(self)
@@ -446,7 +444,7 @@ class VRNN:
         References:
           Burda, Grosse, Salakhutdinov, "Importance weighted autoencoders", ICLR 2016.
         """
-        _checks.positive_int(num_samples, "num_samples")
+        checks.positive_int(num_samples, "num_samples")
 
         def log_weight(k):
             log_lik, _, log_ratio = self._posterior_run(params, xs, k, length)
@@ -473,9 +471,9 @@ class VRNN:
             >>> xs.shape, zs.shape
             ((6, 2), (6, 3))
         """
-        _checks.params_type(params, VRNNParams, self)
-        _checks.positive_int(num_steps, "num_steps")
-        dtype = _compute_dtype(params)
+        checks.params_type(params, VRNNParams, self)
+        checks.positive_int(num_steps, "num_steps")
+        dtype = numerics.compute_dtype(params)
         carry, h = _start(self.cell, params.cell, dtype)
 
         def body(state, t):
@@ -616,9 +614,9 @@ class AutoregressiveRNN:
             >>> model.sample(model.init(jax.random.key(0)), jax.random.key(1), 6).shape
             (6, 2)
         """
-        _checks.params_type(params, AutoregressiveRNNParams, self)
-        _checks.positive_int(num_steps, "num_steps")
-        dtype = _compute_dtype(params)
+        checks.params_type(params, AutoregressiveRNNParams, self)
+        checks.positive_int(num_steps, "num_steps")
+        dtype = numerics.compute_dtype(params)
         carry, h = _start(self.cell, params.cell, dtype)
 
         def body(state, t):

@@ -109,10 +109,10 @@ def test_traced_length_checked_under_checkify(params):
 def test_checked_jit_never_hands_a_checked_trace_to_an_unchecked_call():
     """A library jit called inside the user's checkified jit in checking mode, then in a plain jit outside it."""
 
-    @rj._checks.checked_jit
+    @rj._src.checks.checked_jit
     def double(x):
-        if rj._checks.is_checking():
-            rj._checks.value_check(jnp.all(jnp.isfinite(x)), "x: expected finite values")
+        if rj._src.checks.is_checking():
+            rj._src.checks.value_check(jnp.all(jnp.isfinite(x)), "x: expected finite values")
         return 2 * x
 
     with rj.checking():

@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from rnnjax import _checks, decode
-from rnnjax._src import masks
+from rnnjax import decode
+from rnnjax._src import checks, masks
 from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
 from rnnjax.layers import as_cell
 from rnnjax.losses import length_mask, sequence_cross_entropy
@@ -133,9 +133,9 @@ def digit_strips(
         raise ValueError(f"seed: expected an int >= 0 or a tuple of them, got {seed!r}")
     if isinstance(split_seed, bool) or not isinstance(split_seed, int | np.integer) or split_seed < 0:
         raise ValueError(f"split_seed: expected an int >= 0, got {split_seed!r}")
-    _checks.positive_int(num, "num")
-    _checks.positive_int(min_digits, "min_digits")
-    _checks.positive_int(max_digits, "max_digits")
+    checks.positive_int(num, "num")
+    checks.positive_int(min_digits, "min_digits")
+    checks.positive_int(max_digits, "max_digits")
     if min_digits > max_digits:
         raise ValueError(f"min_digits: expected at most max_digits = {max_digits}, got {min_digits}")
     if split not in SPLITS:
@@ -256,13 +256,13 @@ class Captioner:
         if shape is None or len(shape) != 2 or any(isinstance(s, bool) or not isinstance(s, int) for s in shape):
             raise ValueError(f"image_shape: expected (height, width), two positive ints, got {self.image_shape!r}")
         for s in shape:
-            _checks.positive_int(s, "image_shape")
+            checks.positive_int(s, "image_shape")
         object.__setattr__(self, "image_shape", shape)
         channels = tuple(self.channels) if isinstance(self.channels, list | tuple) else ()
         if not channels:
             raise ValueError(f"channels: expected a non-empty tuple of positive ints, got {self.channels!r}")
         for c in channels:
-            _checks.positive_int(c, "channels")
+            checks.positive_int(c, "channels")
         object.__setattr__(self, "channels", channels)
         if self.attention is None:
             raise ValueError("attention: a captioner attends; expected 'bahdanau', 'luong' or a module, got None")
@@ -311,7 +311,7 @@ class Captioner:
         return CaptionerParams(tuple(conv), position, self.decoder.init(k_dec, memory_size=c, bridge_size=c))
 
     def _image(self, image) -> Array:
-        image = _checks.floating(image, "image")
+        image = checks.floating(image, "image")
         if image.shape != self.image_shape:
             hint = " (one image; batch with jax.vmap)" if image.ndim == 3 else ""
             raise ValueError(f"image: expected shape [H, W] = {self.image_shape}{hint}, got shape {tuple(image.shape)}")
@@ -424,8 +424,8 @@ class Captioner:
             >>> logits.shape, bool((logits[3] == 0).all())   # steps >= length are zeros
             ((4, 13), True)
         """
-        tokens = _checks.token_sequence(tokens, "tokens", self.vocab_size)
-        length = _checks.length(length, tokens.shape[0])
+        tokens = checks.token_sequence(tokens, "tokens", self.vocab_size)
+        length = checks.length(length, tokens.shape[0])
         carry = self.encode(params, image)
         decoder = self.decoder
 
@@ -465,8 +465,8 @@ class Captioner:
         for name in ("images", "captions", "lengths"):
             if name not in batch:
                 raise KeyError(f"batch: expected the key {name!r} (images, captions, lengths), got {sorted(batch)}")
-        captions = _checks.token_ids(batch["captions"], "batch['captions']", 2, "[b, t]")
-        lengths = _checks.token_ids(batch["lengths"], "batch['lengths']", 1, "[b]")
+        captions = checks.token_ids(batch["captions"], "batch['captions']", 2, "[b, t]")
+        lengths = checks.token_ids(batch["lengths"], "batch['lengths']", 1, "[b]")
         inputs = jnp.concatenate([jnp.full_like(captions[:, :1], BOS), captions[:, :-1]], axis=1)
         logits = jax.vmap(self.apply, (None, 0, 0, 0))(params, batch["images"], inputs, lengths)
         return sequence_cross_entropy(logits, captions, length_mask(lengths, captions.shape[1]))
@@ -503,12 +503,12 @@ def decode_captions(
         >>> tokens.shape, lengths.shape
         ((3, 6), (3,))
     """
-    images = _checks.floating(images, "images")
+    images = checks.floating(images, "images")
     if images.ndim != 3 or images.shape[1:] != model.image_shape:
         raise ValueError(
             f"images: expected shape [b, {model.image_shape[0]}, {model.image_shape[1]}], got {images.shape}"
         )
-    with _checks.checking(False):  # no value checks to run here, and checkify cannot batch the decoders' loops
+    with checks.checking(False):  # no value checks to run here, and checkify cannot batch the decoders' loops
         return _decode_batch(model, params, images, max_len, beam_size, alpha)
 
 

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rnnjax import _checks, data, decode, losses, models, ngram, parallel, train
+from rnnjax import data, decode, losses, models, ngram, parallel, train
+from rnnjax._src import checks
 from rnnjax.cells import ElmanCell, GRUCell, LSTMCell
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "elman": ElmanCell}
@@ -63,10 +64,10 @@ class LMConfig:
         if self.corpus is not None and not isinstance(self.corpus, str):
             raise ValueError(f"corpus: expected a path (str) or None, got {self.corpus!r}")
         for name in ("hidden", "layers", "embed", "steps", "batch", "window", "kn_order"):
-            _checks.positive_int(getattr(self, name), name)
+            checks.positive_int(getattr(self, name), name)
         if self.max_chars is not None:
-            _checks.positive_int(self.max_chars, "max_chars")
-        _checks.non_negative_int(self.seed, "seed")  # numpy's seeds of the data order are >= 0
+            checks.positive_int(self.max_chars, "max_chars")
+        checks.non_negative_int(self.seed, "seed")  # numpy's seeds of the data order are >= 0
         for name in ("lr", "clip_norm"):
             value = getattr(self, name)
             number = isinstance(value, int | float) and not isinstance(value, bool)

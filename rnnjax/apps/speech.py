@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
-from rnnjax._src import masks
+from rnnjax._src import checks, masks
 from rnnjax.cells import GRUCell
 from rnnjax.heads import Dense
 from rnnjax.layers import Bidirectional, Stack
@@ -252,9 +251,9 @@ def synthesize_digits(
         ...     (u,) = sp.synthesize_digits(0, 1, min_digits=1, max_digits=1, voices=["en"])
         ...     assert u.text in sp.DIGIT_WORDS and u.audio.ndim == 1 and u.sample_rate == 22050
     """
-    _checks.positive_int(num_utterances, "num_utterances")
-    _checks.positive_int(min_digits, "min_digits")
-    _checks.positive_int(max_digits, "max_digits")
+    checks.positive_int(num_utterances, "num_utterances")
+    checks.positive_int(min_digits, "min_digits")
+    checks.positive_int(max_digits, "max_digits")
     if max_digits < min_digits:
         raise ValueError(f"max_digits: expected >= min_digits ({min_digits}), got {max_digits}")
     for name, values, lo, hi in (("speeds", speeds, 80, 450), ("pitches", pitches, 0, 99)):
@@ -321,8 +320,8 @@ def log_mel(
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1:
         raise ValueError(f"audio: expected a 1-D waveform [samples], got shape {audio.shape}")
-    _checks.positive_int(sample_rate, "sample_rate")
-    _checks.positive_int(n_mels, "n_mels")
+    checks.positive_int(sample_rate, "sample_rate")
+    checks.positive_int(n_mels, "n_mels")
     win = int(round(sample_rate * frame_ms / 1000))
     hop = int(round(sample_rate * hop_ms / 1000))
     n_fft = 1 << (win - 1).bit_length()
@@ -546,7 +545,7 @@ class AcousticModel:
 
     def __post_init__(self):
         for name in ("hidden_size", "num_layers", "vocab_size", "stride"):
-            _checks.positive_int(getattr(self, name), name)
+            checks.positive_int(getattr(self, name), name)
 
     @property
     def _rnn(self) -> Stack:
@@ -556,7 +555,7 @@ class AcousticModel:
 
     def init(self, key: PRNGKey, input_size: int) -> AcousticParams:
         """``AcousticParams(rnn, head)`` for features of size ``input_size`` (before stacking)."""
-        _checks.positive_int(input_size, "input_size")
+        checks.positive_int(input_size, "input_size")
         k_rnn, k_head = jax.random.split(key)
         rnn = self._rnn
         return AcousticParams(
@@ -578,11 +577,11 @@ class AcousticModel:
         Returns:
           ``(logits [t', v], length')``; batch with ``jax.vmap``.
         """
-        xs = _checks.floating(xs, "xs")
+        xs = checks.floating(xs, "xs")
         if xs.ndim != 2:
             raise ValueError(f"xs: expected one utterance's features [t, f] (batch with jax.vmap), got {xs.shape}")
         num_steps, size = xs.shape
-        length = _checks.length(length, num_steps)
+        length = checks.length(length, num_steps)
         length = jnp.asarray(num_steps, jnp.int32) if length is None else length
         xs = masks.zero_past(xs, length)  # zero the padding
         padded = -(-num_steps // self.stride) * self.stride

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from rnnjax import _checks
+from rnnjax._src import checks
 from rnnjax.typing import Array, Carry, Cell, Params
 
 
@@ -35,7 +35,7 @@ def carry_gradient_norms(cell: Cell, params: Params, xs: Array, loss_fn: Callabl
         >>> norms.shape, bool(norms[0] < 1e-3 * norms[-1])   # the gradient vanishes going back
         ((20,), True)
     """
-    xs = _checks.sequence(xs, cell.input_size(params), "xs")
+    xs = checks.sequence(xs, cell.input_size(params), "xs")
     carry = cell.initial_carry(params) if carry is None else carry
     perturbations = jax.tree_util.tree_map(lambda c: jnp.zeros((xs.shape[0], *c.shape), c.dtype), carry)
 
@@ -72,7 +72,7 @@ def jacobian_spectral_radius(cell: Cell, params: Params, xs: Array, *, carry: Ca
         >>> tuple(round(float(r), 3) for r in rho)
         (0.5, 0.5, 0.5)
     """
-    xs = _checks.sequence(xs, cell.input_size(params), "xs")
+    xs = checks.sequence(xs, cell.input_size(params), "xs")
     carry = cell.initial_carry(params) if carry is None else carry
     c0, unravel_carry = ravel_pytree(carry)
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax._src import checks
 from rnnjax.typing import Array, Params, PRNGKey
 
 # XLA's switch for run-to-run reproducible GPU kernels (no atomics in reductions, deterministic
@@ -267,11 +267,11 @@ def fit(
     import orbax.checkpoint as ocp
     from tqdm.auto import tqdm
 
-    _checks.positive_int(num_steps, "num_steps")
-    _checks.positive_int(log_every, "log_every")
-    _checks.positive_int(max_to_keep, "max_to_keep")
-    _checks.non_negative_int(checkpoint_every, "checkpoint_every")
-    _checks.non_negative_int(eval_every, "eval_every")
+    checks.positive_int(num_steps, "num_steps")
+    checks.positive_int(log_every, "log_every")
+    checks.positive_int(max_to_keep, "max_to_keep")
+    checks.non_negative_int(checkpoint_every, "checkpoint_every")
+    checks.non_negative_int(eval_every, "eval_every")
     if resume and checkpoint_dir is None:
         raise ValueError("resume: needs a checkpoint_dir to resume from, got checkpoint_dir=None")
     if metrics_path is not None:

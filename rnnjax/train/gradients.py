@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from rnnjax import _checks
+from rnnjax._src import checks
 from rnnjax.recurrence import unroll
 from rnnjax.typing import Array, Carry, Cell, Params
 
@@ -112,10 +112,10 @@ def truncated_bptt_grad(
       Williams & Peng, "An efficient gradient-based algorithm for on-line training of
       recurrent network trajectories", Neural Computation 1990.
     """
-    xs = _checks.sequence(xs, cell.input_size(params), "xs")
+    xs = checks.sequence(xs, cell.input_size(params), "xs")
     num_steps = xs.shape[0]
     k2 = k1 if k2 is None else k2
-    _checks.positive_int(k1, "k1")
+    checks.positive_int(k1, "k1")
     if not isinstance(k2, int) or k2 < k1:
         raise ValueError(f"k2: expected an integer >= k1 = {k1}, got {k2!r}")
     if num_steps == 0 or num_steps % k1:
@@ -200,7 +200,7 @@ def rtrl_grad(cell: Cell, params: Params, xs: Array, targets, step_loss: StepLos
       Williams & Zipser, "A learning algorithm for continually running fully recurrent
       neural networks", Neural Computation 1989.
     """
-    xs = _checks.sequence(xs, cell.input_size(params), "xs")
+    xs = checks.sequence(xs, cell.input_size(params), "xs")
     theta, unravel_params = ravel_pytree(params)
     carry0 = cell.initial_carry(params) if carry is None else carry
     c0, unravel_carry = ravel_pytree(carry0)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from rnnjax import _checks
+from rnnjax._src import checks
 
 
 def _update(optimizer, clip_norm, skip_nonfinite, loss, grads, opt_state, params):
@@ -79,7 +79,7 @@ def make_train_step(
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
-    @_checks.checked_jit
+    @checks.checked_jit
     def step(params, opt_state, batch, key):
         if has_aux:
             (loss, aux), grads = grad_fn(params, batch, key)
@@ -131,7 +131,7 @@ def make_stateful_train_step(
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    @_checks.checked_jit
+    @checks.checked_jit
     def step(params, opt_state, carry, batch, key):
         (loss, new_carry), grads = grad_fn(params, lax.stop_gradient(carry), batch, key)
         params, opt_state, metrics = _update(optimizer, clip_norm, skip_nonfinite, loss, grads, opt_state, params)

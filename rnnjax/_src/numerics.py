@@ -1,0 +1,94 @@
+"""Numerics shared by the cells and heads: activations, dtype promotion, precision, initialisation, matmuls."""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from rnnjax.typing import Array, PRNGKey, Shape
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "identity": lambda x: x,
+}
+
+# Keras' defaults: Glorot-uniform input kernels, orthogonal recurrent kernels.
+# Module-level objects, so two cells built with the defaults compare (and hash) equal.
+GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
+ORTHOGONAL = jax.nn.initializers.orthogonal()
+
+
+def activation(fn: str | Callable, name: str = "activation") -> Callable[[Array], Array]:
+    if callable(fn):
+        return fn
+    if fn not in ACTIVATIONS:
+        raise ValueError(f"{name}: expected one of {sorted(ACTIVATIONS)} or a callable, got {fn!r}")
+    return ACTIVATIONS[fn]
+
+
+def promote(a, b) -> jnp.dtype:
+    # The standard promotion lattice, also when the user runs with strict promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.promote_types(a, b)
+
+
+def precision(value: Any) -> Any:
+    """``value`` as one canonical, hashable matmul precision (equal settings hash equal)."""
+    if value is None or isinstance(value, lax.Precision | lax.DotAlgorithmPreset):
+        return value
+    if isinstance(value, str):
+        try:
+            return lax.Precision(value)
+        except ValueError:
+            pass
+    raise ValueError(
+        "precision: expected None, a jax.lax.Precision, a jax.lax.DotAlgorithmPreset or one of "
+        f"'default', 'high', 'highest', got {value!r}"
+    )
+
+
+def initialized(initializer: Callable, key: PRNGKey, shape: Shape, dtype) -> Array:
+    """``initializer`` run in at least float32, then cast to ``dtype``.
+
+    The orthogonal initializer's QR has no bfloat16/float16 kernel, and 16-bit sampling
+    would coarsen every initializer's distribution.
+    """
+    return initializer(key, shape, promote(dtype, jnp.float32)).astype(dtype)
+
+
+def accumulation_dtype(dtype) -> jnp.dtype:
+    """The dtype matmuls accumulate in and gates are computed in: float32 for 16-bit floats, else ``dtype``.
+
+    Example:
+        >>> accumulation_dtype(jnp.bfloat16), accumulation_dtype(jnp.float32)
+        (dtype('float32'), dtype('float32'))
+    """
+    dtype = jnp.dtype(dtype)
+    return jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
+
+
+def matmul(x: Array, w: Array, dtype, precision=None) -> Array:
+    """``x @ w`` on operands cast to ``dtype``, returned in ``accumulation_dtype(dtype)``."""
+    return jnp.matmul(
+        x.astype(dtype), w.astype(dtype), precision=precision, preferred_element_type=accumulation_dtype(dtype)
+    )
+
+
+def affine(x: Array, w: Array, b: Array | None, dtype, precision=None, out_dtype=None) -> Array:
+    """``x @ w + b`` computed in ``dtype`` (accumulated in float32 for 16-bit ``dtype``), returned in
+    ``out_dtype`` (default ``dtype``)."""
+    y = matmul(x, w, dtype, precision)
+    y = y if b is None else y + b.astype(y.dtype)
+    return y.astype(out_dtype or dtype)
+
+
+def compute_dtype(params, input_dtype=None, dtype=None) -> jnp.dtype:
+    """The dtype a step computes in: ``dtype`` if set, else the params' promoted with the input's."""
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    param_dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    return param_dtype if input_dtype is None else promote(param_dtype, input_dtype)
