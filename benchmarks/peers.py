@@ -13,7 +13,7 @@ on the mean squared error against a fixed target. Peers:
     keras          keras.layers.LSTM / GRU on the JAX backend (stateless_call under jax.jit)
     torch          nn.LSTM / nn.GRU (CPU, oneDNN where torch has it), torch.optim.Adam
 
-Configurations (issue 6): S = batch 32, T 100, input 64, hidden 128; M = batch 64, T 200,
+Configurations: S = batch 32, T 100, input 64, hidden 128; M = batch 64, T 200,
 input 256, hidden 512; L = batch 16, T 2,000, input 128, hidden 256; and, for accelerators
 (``benchmarks/gpu.py``), G = batch 256, T 256, input 512, hidden 1024.
 

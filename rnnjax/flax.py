@@ -22,7 +22,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import linen, nnx
+
+try:
+    from flax import linen, nnx
+except ImportError as error:  # flax is an optional extra
+    raise ImportError("rnnjax.flax needs flax: pip install flax (or the rnnjax[flax] extra)") from error
 
 from rnnjax import interop
 from rnnjax.layers import Stack

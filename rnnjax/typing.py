@@ -32,7 +32,7 @@ Shape: TypeAlias = tuple[int, ...]
 
 @runtime_checkable
 class Cell(Protocol):
-    """What every recurrent cell provides (see ``DESIGN.md``)."""
+    """What every recurrent cell provides (the cells guide, ``docs/guide/cells.md``)."""
 
     @property
     def output_size(self) -> int: ...

@@ -1,4 +1,4 @@
-"""The public surface: DESIGN.md's entry points, __all__ pinned, docstrings everywhere."""
+"""The public surface: the design contract's entry points, __all__ pinned, docstrings everywhere."""
 
 import inspect
 import subprocess

@@ -205,7 +205,7 @@ def test_bad_hyperparameters_are_named(make, message):
         make()
 
 
-# --- params that do not match their cell are named (issue 15, item 7) ---------------------------------
+# --- params that do not match their cell are named ---------------------------------
 
 CELL_NAMES = sorted(name for name in CELLS if name != "stacked")  # every cell of rnnjax/cells.py
 

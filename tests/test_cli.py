@@ -207,7 +207,7 @@ def test_adding_demo_runs(capsys):
 
 @pytest.mark.slow
 def test_default_demo_beats_kneser_ney_order_7():
-    """The issue's bar for the main job: at the default settings (4-7 minutes here) the LSTM's
+    """The bar for the main job: at the default settings (4-7 minutes here) the LSTM's
     validation bits/char is below the Kneser-Ney baseline's (measured: 1.654 vs 1.687)."""
     from rnnjax.apps import lm
 

@@ -305,7 +305,7 @@ def test_edit_distance_and_error_rate():
         assert rj.decode.edit_distance(a, c) == slow(a, c)
 
 
-# ----------------------------------------------------------------------------- argument values (issue 15)
+# ----------------------------------------------------------------------------- argument values
 
 LOSS = rj.decode.ctc_loss_from_lengths
 

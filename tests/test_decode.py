@@ -337,7 +337,7 @@ def test_without_eos_the_search_loop_has_no_data_dependent_stop_even_batched():
     assert loop_condition_shapes(lambda c: with_eos(c, 0)) == [(4,)]  # with eos, each example stops on its own
 
 
-# ----------------------------------------------------------------------------- argument values (issue 15)
+# ----------------------------------------------------------------------------- argument values
 
 SAMPLE = functools.partial(rj.decode.sample, markov_step_logits, integer_chain(0), (), 0, jax.random.key(0), max_len=3)
 

@@ -70,7 +70,7 @@ def test_loss_argument_errors(call, error, message):
         call()
 
 
-# ----------------------------------------------------------------------------- argument values (issue 15)
+# ----------------------------------------------------------------------------- argument values
 
 
 def test_float_mask_gives_the_weighted_mean():

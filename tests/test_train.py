@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,11 +60,7 @@ def regression_problem():
 
 def test_train_step_reduces_loss_and_does_not_retrace():
     params, batch, loss_fn = regression_problem()
-    traces = []
-
-    def counted(params, batch, key):
-        traces.append(1)
-        return loss_fn(params, batch, key)
+    counted = chex.assert_max_traces(loss_fn, n=1)  # value_and_grad traces loss_fn once, on the first call only
 
     optimizer = optax.adam(3e-2)
     step = rj.train.make_train_step(counted, optimizer)
@@ -73,7 +70,6 @@ def test_train_step_reduces_loss_and_does_not_retrace():
         params, opt_state, metrics = step(params, opt_state, batch, jax.random.key(i))
         losses.append(float(metrics["loss"]))
     assert losses[-1] < 0.3 * losses[0], losses[::10]
-    assert len(traces) == 1  # value_and_grad traces loss_fn once, on the first call only
     assert "clipped" not in metrics
 
 
@@ -343,7 +339,7 @@ def test_fit_into_a_directory_with_checkpoints_needs_resume_and_writes_nothing(t
 
 
 def test_a_non_finite_loss_stops_fit_at_its_step_before_any_save(tmp_path):
-    # the case: the NaN is at step 4, between logs, at a checkpoint step
+    # a NaN at step 4: between logs, at a checkpoint step, with older checkpoints to rotate out
     kwargs = dict(num_steps=10, checkpoint_every=2, max_to_keep=3, log_every=10)
     with pytest.raises(
         FloatingPointError, match=r"loss: became nan at step 4 \(batch 3\); the latest checkpoint is .*ckpt/2"
