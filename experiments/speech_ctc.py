@@ -11,7 +11,7 @@ pitches (test), and by 3 voices never heard in training (test_voices); 40 log-me
 character error rate (CER) is the edit distance over characters and the word error rate (WER)
 the edit distance over the words of the decoded text, both summed over a split and divided by
 the reference length. Model: frames stacked by 3 (30 ms), two bidirectional GRU layers, a dense
-layer to 17 logits, trained with CTC (optax.ctc_loss via rnnjax.decode.ctc_loss_from_lengths,
+layer to 17 logits, trained with CTC (optax.ctc_loss via rnnjax.losses.ctc_loss_from_lengths,
 per-label mean) with Adam and gradient clipping. Decoding: greedy (rnnjax.decode.ctc_greedy) and
 prefix beam search (rnnjax.decode.ctc_prefix_beam_search) with beams 1, 4 and 16, jitted and
 vmapped over the utterances, at several points during training (early, uncertain posteriors
@@ -94,7 +94,7 @@ def make_loss(model):
     def loss(params, batch, key):
         features, lengths, labels, label_lengths = batch
         logits, out_lengths = sp.batch_logits(model, params, features, lengths)
-        losses = rj.decode.ctc_loss_from_lengths(logits, out_lengths, labels, label_lengths, blank=sp.BLANK)
+        losses = rj.losses.ctc_loss_from_lengths(logits, out_lengths, labels, label_lengths, blank=sp.BLANK)
         return jnp.sum(losses) / jnp.sum(label_lengths).astype(losses.dtype)
 
     return loss
@@ -120,8 +120,8 @@ def make_decoders(model):
 
 def error_rates(hyps, refs):
     """Corpus CER and WER: summed edit distances over summed reference lengths, and exact-match accuracy."""
-    char_errors = sum(rj.decode.edit_distance(h, r) for h, r in zip(hyps, refs, strict=True))
-    word_errors = sum(rj.decode.edit_distance(h.split(), r.split()) for h, r in zip(hyps, refs, strict=True))
+    char_errors = sum(rj.metrics.edit_distance(h, r) for h, r in zip(hyps, refs, strict=True))
+    word_errors = sum(rj.metrics.edit_distance(h.split(), r.split()) for h, r in zip(hyps, refs, strict=True))
     return {
         "cer": char_errors / sum(len(r) for r in refs),
         "wer": word_errors / sum(len(r.split()) for r in refs),

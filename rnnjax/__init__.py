@@ -11,6 +11,7 @@ import importlib
 from rnnjax import attention as attention
 from rnnjax import decode as decode
 from rnnjax import losses as losses
+from rnnjax import metrics as metrics
 from rnnjax import models as models
 from rnnjax import recurrence as recurrence  # unroll and its per-backend defaults
 from rnnjax import train as train

@@ -10,6 +10,7 @@ checked mode (:func:`rnnjax.checking`), as ``checkify`` checks; otherwise nothin
 jitted computation.
 """
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -171,3 +172,79 @@ def last_step_mse(ys: Array, targets: Array, length: Array | int | None = None) 
     if jnp.shape(targets) != last.shape:
         raise ValueError(f"targets: expected shape {last.shape} (one step of ys), got {jnp.shape(targets)}")
     return jnp.mean((last - targets) ** 2)
+
+
+_optax_ctc_loss = jax.jit(optax.ctc_loss, static_argnames="blank_id")
+
+
+def ctc_loss_from_lengths(
+    logits: Array, lengths: Array, labels: Array, label_lengths: Array, *, blank: int = 0
+) -> Array:
+    """Per-sequence CTC loss ``-log P(labels | frames)`` from lengths: :func:`optax.ctc_loss` with paddings built.
+
+    optax wants padding flags (1.0 on padded frames and labels); this builds them with
+    :func:`rnnjax.losses.length_mask`. Frames from ``lengths`` on and labels from ``label_lengths``
+    on are ignored. A label sequence that cannot fit in its frames (it needs one frame per label
+    plus one blank between repeated labels) gets a huge finite loss (optax's ``log_epsilon``).
+
+    Args:
+      logits: frame logits ``[b, t, v]`` (or ``[t, v]`` for one utterance).
+      lengths: valid frames ``[b]`` (or a scalar), in ``[0, t]``.
+      labels: target label ids ``[b, n]`` (or ``[n]``), in ``[0, v)`` and never ``blank`` before
+        ``label_lengths`` (the padding after it may hold anything).
+      label_lengths: valid labels ``[b]`` (or a scalar), in ``[0, n]``.
+      blank: the blank label id.
+
+    Returns:
+      Losses ``[b]`` (or a scalar), in nats; average them yourself (e.g. per label).
+
+    Checks: the shapes, dtypes and ``blank`` always; the values of ``lengths``,
+    ``label_lengths`` and the valid ``labels`` at once when concrete (called outside ``jit``),
+    under ``jit`` in checked mode only (:func:`rnnjax.checking`).
+
+    Example:
+        >>> import jax.numpy as jnp, rnnjax as rj
+        >>> logits = jnp.log(jnp.array([[0.6, 0.4], [0.6, 0.4], [0.5, 0.5]]))   # the third frame is padding
+        >>> loss = rj.losses.ctc_loss_from_lengths(logits, 2, jnp.array([1, 1]), 1)   # P("a") = 0.64
+        >>> round(float(jnp.exp(-loss)), 4)
+        0.64
+    """
+    logits = checks.floating(logits, "logits")
+    labels = checks.token_ids(labels, "labels")
+    single = logits.ndim == 2
+    if logits.ndim not in (2, 3):
+        raise ValueError(f"logits: expected shape [b, t, v] (or [t, v]), got shape {tuple(logits.shape)}")
+    if labels.ndim != logits.ndim - 1:
+        raise ValueError(f"labels: expected shape {'[n]' if single else '[b, n]'}, got shape {tuple(labels.shape)}")
+    vocab = logits.shape[-1]
+    if isinstance(blank, bool) or not isinstance(blank, int) or not 0 <= blank < vocab:
+        raise ValueError(f"blank: expected a label id in [0, {vocab}) (the vocabulary v of logits), got {blank!r}")
+    lengths = checks.token_ids(lengths, "lengths", ndim=logits.ndim - 2, shape="[]" if single else "[b]")
+    label_lengths = checks.token_ids(
+        label_lengths, "label_lengths", ndim=logits.ndim - 2, shape="[]" if single else "[b]"
+    )
+    num_frames, num_labels = logits.shape[-2], labels.shape[-1]
+    checks.values(
+        "lengths", f"0 <= lengths <= {num_frames} (the frames t of logits)", checks.in_range(0, num_frames + 1), lengths
+    )
+    checks.values(
+        "label_lengths",
+        f"0 <= label_lengths <= {num_labels} (the labels n of labels)",
+        checks.in_range(0, num_labels + 1),
+        label_lengths,
+    )
+    if single:
+        logits, labels, lengths, label_lengths = logits[None], labels[None], lengths[None], label_lengths[None]
+    dtype = logits.dtype
+    logit_paddings = (~length_mask(lengths, num_frames)).astype(dtype)
+    label_valid = length_mask(label_lengths, num_labels)
+    checks.values(
+        "labels",
+        f"label ids in [0, {vocab}) other than blank ({blank}) before label_lengths",
+        lambda ids, valid: ((ids >= 0) & (ids < vocab) & (ids != blank)) | ~valid,
+        labels,
+        label_valid,
+    )
+    label_paddings = (~label_valid).astype(dtype)
+    losses = _optax_ctc_loss(logits, logit_paddings, labels, label_paddings, blank_id=blank)
+    return losses[0] if single else losses

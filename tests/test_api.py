@@ -49,7 +49,7 @@ def test_public_names_are_pinned():
 
 
 def test_public_submodules():
-    core = ("attention", "decode", "losses", "models", "recurrence", "train")
+    core = ("attention", "decode", "losses", "metrics", "models", "recurrence", "train")
     lazy = ("apps", "data", "flax", "interop", "local", "ngram", "parallel", "vrnn")
     for name in (*core, *lazy):
         assert getattr(rj, name).__doc__, f"rj.{name} lacks a module docstring"
@@ -63,7 +63,7 @@ def test_import_rnnjax_imports_the_core_only():
     loaded = set(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
-    core = ("_src", "attention", "cells", "decode", "heads", "layers", "losses", "models", "recurrence")
+    core = ("_src", "attention", "cells", "decode", "heads", "layers", "losses", "metrics", "models", "recurrence")
     core += ("train", "typing")
     assert "rnnjax" in loaded and "rnnjax.cells" in loaded
     outside = [m for m in loaded if m != "rnnjax" and m.split(".")[1] not in core]

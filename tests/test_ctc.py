@@ -221,7 +221,7 @@ def test_vmap_equals_loop_and_scores_in_float32():
 
 
 def test_no_retrace_on_second_call():
-    search, greedy = rj.decode._ctc_prefix_beam_search, rj.decode._ctc_greedy
+    search, greedy = rj.decode.ctc._ctc_prefix_beam_search, rj.decode.ctc._ctc_greedy
     rj.decode.ctc_prefix_beam_search(random_log_probs(0, 6, 4), 5, beam_size=5)
     rj.decode.ctc_greedy(random_log_probs(0, 6, 4), 5)
     sizes = search._cache_size(), greedy._cache_size()
@@ -251,9 +251,9 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="length: expected 0 <= length <= 4"):
         search(log_probs, 5, beam_size=2)
     with pytest.raises(ValueError, match=r"labels: expected shape \[b, n\]"):
-        rj.decode.ctc_loss_from_lengths(log_probs[None], jnp.array([4]), jnp.array([1]), jnp.array([1]))
+        rj.losses.ctc_loss_from_lengths(log_probs[None], jnp.array([4]), jnp.array([1]), jnp.array([1]))
     with pytest.raises(ValueError, match="ref: expected a non-empty reference"):
-        rj.decode.error_rate("abc", "")
+        rj.metrics.error_rate("abc", "")
 
 
 def test_ctc_loss_from_lengths_equals_brute_force():
@@ -261,36 +261,36 @@ def test_ctc_loss_from_lengths_equals_brute_force():
     logits = 1.5 * jax.random.normal(jax.random.key(3), (b, t, v))
     labels = jnp.array([[1, 2], [2, 2], [1, 1]])
     lengths, label_lengths = jnp.array([4, 3, 2]), jnp.array([2, 2, 0])
-    losses = rj.decode.ctc_loss_from_lengths(logits, lengths, labels, label_lengths)
+    losses = rj.losses.ctc_loss_from_lengths(logits, lengths, labels, label_lengths)
     assert losses.shape == (b,)
     for i in range(b):
         exact = exhaustive(jax.nn.log_softmax(logits[i]), 0, int(lengths[i]))
         target = tuple(labels[i, : label_lengths[i]].tolist())
         assert float(losses[i]) == pytest.approx(-exact[target], abs=1e-4)
         # the same for one utterance, unbatched
-        one = rj.decode.ctc_loss_from_lengths(logits[i], lengths[i], labels[i], label_lengths[i])
+        one = rj.losses.ctc_loss_from_lengths(logits[i], lengths[i], labels[i], label_lengths[i])
         assert float(one) == pytest.approx(float(losses[i]), abs=1e-5)
     # the beam search's score of a sequence is minus its loss
     out = rj.decode.ctc_prefix_beam_search(logits[0], beam_size=40)
     found = beam_as_dict(out)
     assert found[(1, 2)] == pytest.approx(-float(losses[0]), abs=1e-4)
     # another blank id: labels and blank swap roles
-    swapped = rj.decode.ctc_loss_from_lengths(logits[:, :, ::-1], lengths, 2 - labels, label_lengths, blank=2)
+    swapped = rj.losses.ctc_loss_from_lengths(logits[:, :, ::-1], lengths, 2 - labels, label_lengths, blank=2)
     np.testing.assert_allclose(swapped, losses, atol=1e-5)
 
 
 def test_edit_distance_and_error_rate():
-    assert rj.decode.edit_distance("", "") == 0
-    assert rj.decode.edit_distance("abc", "abc") == 0
-    assert rj.decode.edit_distance("abc", "abd") == 1  # substitution
-    assert rj.decode.edit_distance("abc", "abxc") == 1  # deletion from the reference's view
-    assert rj.decode.edit_distance("abxc", "abc") == 1  # insertion
-    assert rj.decode.edit_distance("", "abc") == 3
-    assert rj.decode.edit_distance("flaw", "lawn") == 2
-    assert rj.decode.edit_distance(np.array([1, 2, 3]), jnp.array([3, 2, 1])) == 2
-    assert rj.decode.error_rate("", "abcd") == 1.0
-    assert rj.decode.error_rate("abcdefgh", "ab") == 3.0  # insertions: above 1
-    assert rj.decode.error_rate("a b c".split(), "a x c".split()) == pytest.approx(1 / 3)
+    assert rj.metrics.edit_distance("", "") == 0
+    assert rj.metrics.edit_distance("abc", "abc") == 0
+    assert rj.metrics.edit_distance("abc", "abd") == 1  # substitution
+    assert rj.metrics.edit_distance("abc", "abxc") == 1  # deletion from the reference's view
+    assert rj.metrics.edit_distance("abxc", "abc") == 1  # insertion
+    assert rj.metrics.edit_distance("", "abc") == 3
+    assert rj.metrics.edit_distance("flaw", "lawn") == 2
+    assert rj.metrics.edit_distance(np.array([1, 2, 3]), jnp.array([3, 2, 1])) == 2
+    assert rj.metrics.error_rate("", "abcd") == 1.0
+    assert rj.metrics.error_rate("abcdefgh", "ab") == 3.0  # insertions: above 1
+    assert rj.metrics.error_rate("a b c".split(), "a x c".split()) == pytest.approx(1 / 3)
     # against a brute-force recursion on random short strings
     rng = np.random.default_rng(0)
 
@@ -302,12 +302,12 @@ def test_edit_distance_and_error_rate():
     for _ in range(30):
         a = "".join(rng.choice(list("ab"), rng.integers(0, 6)))
         c = "".join(rng.choice(list("abc"), rng.integers(0, 6)))
-        assert rj.decode.edit_distance(a, c) == slow(a, c)
+        assert rj.metrics.edit_distance(a, c) == slow(a, c)
 
 
 # ----------------------------------------------------------------------------- argument values
 
-LOSS = rj.decode.ctc_loss_from_lengths
+LOSS = rj.losses.ctc_loss_from_lengths
 
 
 @pytest.mark.parametrize(

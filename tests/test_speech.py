@@ -209,7 +209,7 @@ def _train_toy(num_steps, hidden_size):
     def loss(params, batch, key):
         features, lengths, labels, label_lengths = batch
         logits, out_lengths = sp.batch_logits(model, params, features, lengths)
-        losses = rj.decode.ctc_loss_from_lengths(logits, out_lengths, labels, label_lengths)
+        losses = rj.losses.ctc_loss_from_lengths(logits, out_lengths, labels, label_lengths)
         return jnp.sum(losses) / jnp.sum(label_lengths).astype(jnp.float32)
 
     optimizer = optax.adam(3e-2)
@@ -236,7 +236,7 @@ def test_trained_toy_model_transcribes_its_batch():
     logits, out_lengths = sp.batch_logits(model, params, jnp.asarray(features), jnp.asarray(lengths))
     decoded, counts = jax.vmap(rj.decode.ctc_greedy)(logits, out_lengths)
     errors = sum(
-        rj.decode.edit_distance(np.asarray(d)[:c], y[:n])
+        rj.metrics.edit_distance(np.asarray(d)[:c], y[:n])
         for d, c, y, n in zip(decoded, counts, labels, label_lengths, strict=True)
     )
     assert errors / label_lengths.sum() < 0.2

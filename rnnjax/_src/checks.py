@@ -128,6 +128,11 @@ def values(name: str, expected: str, valid, *arrays) -> None:
         value_check(jnp.all(valid(*arrays)), f"{name}: expected {expected}")
 
 
+def in_range(low, high):
+    """``low <= x < high`` elementwise, for NumPy and JAX arrays (False for NaN): a ``valid`` for :func:`values`."""
+    return lambda x: (x >= low) & (x < high)
+
+
 def floating(x, name: str):
     """``x`` as an array of a floating dtype, or a TypeError naming ``name``."""
     x = jnp.asarray(x)

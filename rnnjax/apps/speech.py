@@ -12,7 +12,7 @@ The pipeline (see docs/guide/speech.md):
    space between words, :data:`ALPHABET`; id 0 is the CTC blank) for a train split and two
    test splits: held-out speeds and pitches, and held-out voices (:data:`HELD_OUT_VOICES`);
 4. :class:`AcousticModel` stacks frames (stride ``s``), runs a stack of bidirectional GRUs and a
-   dense layer to ``len(ALPHABET) + 1`` logits per frame, for :func:`rnnjax.decode.ctc_loss_from_lengths`,
+   dense layer to ``len(ALPHABET) + 1`` logits per frame, for :func:`rnnjax.losses.ctc_loss_from_lengths`,
    :func:`rnnjax.decode.ctc_greedy` and :func:`rnnjax.decode.ctc_prefix_beam_search`.
 
 Character labels give both a character error rate (edit distance over letters and spaces) and a
@@ -602,7 +602,7 @@ def batch_logits(model: AcousticModel, params: Params, features: Array, lengths:
 
     Returns:
       ``(logits [b, t', v], lengths [b])`` with ``t' = ceil(t / stride)``, ready for
-      :func:`rnnjax.decode.ctc_loss_from_lengths`.
+      :func:`rnnjax.losses.ctc_loss_from_lengths`.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax.apps.speech as sp
