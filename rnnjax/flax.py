@@ -10,7 +10,7 @@ inside the module's ``params`` collection (NNX: one ``nnx.Param`` per leaf under
 them, ``nnx.grad`` differentiates them, and ``rnnjax`` functions take them back unchanged.
 
 Outputs past a sequence's length are zero, and the carry is the one after its last valid
-step (:func:`rnnjax.interop.apply_with_carry`). A ``Stack`` with ``dropout`` drops
+step (:func:`rnnjax.layers.apply_with_carry`). A ``Stack`` with ``dropout`` drops
 between layers in training mode only: NNX ``deterministic=False`` (``model.train()``)
 with a ``dropout`` stream, Linen ``deterministic=False`` with a ``"dropout"`` rng.
 
@@ -28,7 +28,7 @@ try:
 except ImportError as error:  # flax is an optional extra
     raise ImportError("rnnjax.flax needs flax: pip install flax (or the rnnjax[flax] extra)") from error
 
-from rnnjax import interop
+from rnnjax import layers
 from rnnjax.layers import Stack
 from rnnjax.typing import Array, Carry, Params, PRNGKey
 
@@ -65,7 +65,7 @@ def _run(layer, params: Params, xs, seq_lengths, initial_carry, key: PRNGKey | N
     keys = None if key is None else jax.random.split(key, n)
 
     def one(x, length, c, k):
-        return interop.apply_with_carry(layer, params, x, c, length=length, key=k)
+        return layers.apply_with_carry(layer, params, x, c, length=length, key=k)
 
     carry, ys = jax.vmap(one)(xs.reshape(n, *xs.shape[-2:]), lengths, carry, keys)
     unbatch = lambda a: a.reshape(*batch_shape, *a.shape[1:])  # noqa: E731
@@ -124,7 +124,7 @@ class RNN(nnx.Module):
         return jax.tree_util.tree_map(lambda v: v[...], self.params, is_leaf=_is_variable)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> Carry:
-        """The default initial carry, leaves ``[*batch_shape, h]`` (see :func:`rnnjax.interop.initial_carry`).
+        """The default initial carry, leaves ``[*batch_shape, h]`` (see :func:`rnnjax.layers.initial_carry`).
 
         Example:
             >>> import rnnjax as rj, rnnjax.flax
@@ -132,7 +132,7 @@ class RNN(nnx.Module):
             >>> rnnjax.flax.RNN(rj.GRUCell(4), 3, rngs=nnx.Rngs(0)).initial_carry((2,)).h.shape
             (2, 4)
         """
-        return interop.initial_carry(self.layer, self.layer_params, batch_shape)
+        return layers.initial_carry(self.layer, self.layer_params, batch_shape)
 
     def __call__(
         self,

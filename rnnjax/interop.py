@@ -24,7 +24,7 @@ casts. The ``to_*`` converters keep the params' dtype.
 
 The layers returned by :func:`from_torch` are ordinary rnnjax sequence layers; their
 ``apply`` runs ONE sequence ``[t, f]`` (batch with :func:`jax.vmap`).
-:func:`apply_with_carry` also returns the final carries, and :func:`to_torch_carry`
+:func:`rnnjax.layers.apply_with_carry` also returns the final carries, and :func:`to_torch_carry`
 lays them out as torch's ``(h_n, c_n)``.
 
 torch and Keras are imported lazily, inside the functions that need them.
@@ -53,16 +53,14 @@ from rnnjax.cells import (
     LSTMParams,
 )
 from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, as_layer
-from rnnjax.typing import Array, Carry, Cell, Layer, Params, PRNGKey, Shape
+from rnnjax.typing import Array, Carry, Cell, Params
 
 __all__ = [
-    "apply_with_carry",
     "from_flax",
     "from_keras",
     "from_torch",
     "from_torch_carry",
     "from_torch_state_dict",
-    "initial_carry",
     "load_torch_state_dict",
     "to_flax",
     "to_keras",
@@ -121,70 +119,7 @@ def _swap_first_two_gates(w: np.ndarray) -> np.ndarray:
     return np.concatenate([b, a, c], axis=-1)
 
 
-# --- carries of any layer ------------------------------------------------------------------------
-
-
-def initial_carry(layer, params: Params, batch_shape: Shape = ()) -> Carry:
-    """The initial carry of a cell or a sequence layer, in :func:`apply_with_carry`'s structure.
-
-    A cell or an ``RNN`` has its cell's carry; a ``Bidirectional`` a tuple
-    ``(forward, backward)``; a ``Stack`` a tuple with one entry per layer.
-
-    Args:
-      layer: a cell, ``RNN``, ``Bidirectional`` or ``Stack``.
-      params: its params.
-      batch_shape: leading shape of every carry leaf, e.g. ``(b,)``.
-
-    Returns:
-      The nested carry, leaves ``[*batch_shape, h]``.
-
-    Example:
-        >>> import jax, rnnjax as rj
-        >>> layer = rj.Stack([rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4)), rj.LSTMCell(4)])
-        >>> params = layer.init(jax.random.key(0), 3)
-        >>> (fwd, bwd), last = rj.interop.initial_carry(layer, params, (5,))
-        >>> fwd.h.shape, last.c.shape
-        ((5, 4), (5, 4))
-    """
-    layer = as_layer(layer)
-    if not isinstance(layer, RNN | Bidirectional | Stack):
-        raise TypeError(f"layer: expected a cell, RNN, Bidirectional or Stack, got {type(layer).__name__}")
-    return layer.initial_carry(params, batch_shape)
-
-
-def apply_with_carry(
-    layer, params: Params, xs: Array, carry: Carry | None = None, *, length=None, key: PRNGKey | None = None
-) -> tuple[Carry, Array]:
-    """``layer.apply`` that also takes and returns the carries: ``(carry, ys)`` for one sequence.
-
-    The outputs are those of ``layer.apply(params, xs, length=length, key=key)`` (the same
-    dropout masks for the same ``key``); the carry is nested as in :func:`initial_carry`:
-    the state after the last valid step of each direction of each layer (a backward
-    direction ends at step 0).
-
-    Args:
-      layer: a cell, ``RNN``, ``Bidirectional`` or ``Stack``.
-      params: its params.
-      xs: one sequence ``[t, f]``.
-      carry: the initial carry (nested as :func:`initial_carry`), or None for the default.
-      length: number of valid steps, a scalar in ``[0, t]``.
-      key: PRNG key for a ``Stack``'s dropout between layers (None: no dropout).
-
-    Returns:
-      ``(carry, ys)`` with ``ys: [t, o]``.
-
-    Example:
-        >>> import jax, jax.numpy as jnp, rnnjax as rj
-        >>> layer = rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4))
-        >>> params = layer.init(jax.random.key(0), 3)
-        >>> (fwd, bwd), ys = rj.interop.apply_with_carry(layer, params, jnp.ones((6, 3)), length=4)
-        >>> ys.shape, bool(jnp.allclose(fwd.h, ys[3, :4])), bool(jnp.allclose(bwd.h, ys[0, 4:]))
-        ((6, 8), True, True)
-    """
-    layer = as_layer(layer)
-    if not isinstance(layer, Layer):
-        raise TypeError(f"layer: expected a cell, RNN, Bidirectional or Stack, got {type(layer).__name__}")
-    return layer.apply_with_carry(params, xs, carry, length=length, key=key)
+# --- carries between torch and rnnjax ----------------------------------------------------------
 
 
 def _directions(layer) -> list:
@@ -221,7 +156,7 @@ def to_torch_carry(layer, carry: Carry) -> Array | tuple[Array, Array]:
 
     Args:
       layer: the sequence layer (as from :func:`from_torch`).
-      carry: its carry, nested as :func:`apply_with_carry` returns it, leaves ``[*batch, h]``.
+      carry: its carry, nested as :func:`rnnjax.layers.apply_with_carry` returns it, leaves ``[*batch, h]``.
 
     Returns:
       ``h_n: [num_layers * num_directions, *batch, h]`` (and ``c_n`` of the same shape for
@@ -232,7 +167,7 @@ def to_torch_carry(layer, carry: Carry) -> Array | tuple[Array, Array]:
         >>> bidirectional = rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4))
         >>> layer = rj.Stack([bidirectional, bidirectional])
         >>> params = layer.init(jax.random.key(0), 3)
-        >>> h_n = rj.interop.to_torch_carry(layer, rj.interop.initial_carry(layer, params, (5,)))
+        >>> h_n = rj.interop.to_torch_carry(layer, rj.layers.initial_carry(layer, params, (5,)))
         >>> h_n.shape
         (4, 5, 4)
     """
@@ -255,7 +190,7 @@ def from_torch_carry(layer, h, c=None, *, dtype: Any = jnp.float32) -> Carry:
       dtype: dtype of the result (None keeps the source's).
 
     Returns:
-      The carry nested as :func:`initial_carry`, for :func:`apply_with_carry`.
+      The carry nested as :func:`rnnjax.layers.initial_carry`, for :func:`rnnjax.layers.apply_with_carry`.
 
     Example:
         >>> import numpy as np, rnnjax as rj

@@ -377,3 +377,63 @@ class StackedCell:
     def step(self, params: tuple[Params, ...], carry: tuple[Carry, ...], x: Array) -> tuple[tuple[Carry, ...], Array]:
         """``recur(params, carry, project(params, x))``."""
         return self.recur(params, carry, self.project(params, x))
+
+
+# --- any cell or layer ---------------------------------------------------------------------------
+
+
+def initial_carry(layer, params: Params, batch_shape: Shape = ()) -> Carry:
+    """The initial carry of a cell or a sequence layer, in :func:`apply_with_carry`'s structure.
+
+    A cell or an ``RNN`` has its cell's carry; a ``Bidirectional`` a tuple
+    ``(forward, backward)``; a ``Stack`` a tuple with one entry per layer.
+
+    Args:
+      layer: a cell, ``RNN``, ``Bidirectional`` or ``Stack``.
+      params: its params.
+      batch_shape: leading shape of every carry leaf, e.g. ``(b,)``.
+
+    Returns:
+      The nested carry, leaves ``[*batch_shape, h]``.
+
+    Example:
+        >>> import jax, rnnjax as rj
+        >>> layer = rj.Stack([rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4)), rj.LSTMCell(4)])
+        >>> params = layer.init(jax.random.key(0), 3)
+        >>> (fwd, bwd), last = rj.layers.initial_carry(layer, params, (5,))
+        >>> fwd.h.shape, last.c.shape
+        ((5, 4), (5, 4))
+    """
+    return as_layer(layer).initial_carry(params, batch_shape)
+
+
+def apply_with_carry(
+    layer, params: Params, xs: Array, carry: Carry | None = None, *, length=None, key: PRNGKey | None = None
+) -> tuple[Carry, Array]:
+    """``layer.apply`` that also takes and returns the carries: ``(carry, ys)`` for one sequence.
+
+    The outputs are those of ``layer.apply(params, xs, length=length, key=key)`` (the same
+    dropout masks for the same ``key``); the carry is nested as in :func:`initial_carry`:
+    the state after the last valid step of each direction of each layer (a backward
+    direction ends at step 0).
+
+    Args:
+      layer: a cell, ``RNN``, ``Bidirectional`` or ``Stack``.
+      params: its params.
+      xs: one sequence ``[t, f]``.
+      carry: the initial carry (nested as :func:`initial_carry`), or None for the default.
+      length: number of valid steps, a scalar in ``[0, t]``.
+      key: PRNG key for a ``Stack``'s dropout between layers (None: no dropout).
+
+    Returns:
+      ``(carry, ys)`` with ``ys: [t, o]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> layer = rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4))
+        >>> params = layer.init(jax.random.key(0), 3)
+        >>> (fwd, bwd), ys = rj.layers.apply_with_carry(layer, params, jnp.ones((6, 3)), length=4)
+        >>> ys.shape, bool(jnp.allclose(fwd.h, ys[3, :4])), bool(jnp.allclose(bwd.h, ys[0, 4:]))
+        ((6, 8), True, True)
+    """
+    return as_layer(layer).apply_with_carry(params, xs, carry, length=length, key=key)

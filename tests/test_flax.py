@@ -12,7 +12,7 @@ from flax import nnx  # noqa: E402
 
 import rnnjax as rj  # noqa: E402
 import rnnjax.flax as rjflax  # noqa: E402
-from rnnjax import interop  # noqa: E402
+from rnnjax import interop, layers  # noqa: E402
 
 F, H, T = 3, 4, 6
 LENGTHS = jnp.array([T, 2, 5])
@@ -41,7 +41,7 @@ def _reference(layer, params, carry0=None, keys=None):
     """The functional layer, vmapped over the batch by hand: ``(carry, ys)``."""
 
     def one(x, n, c, k):
-        return interop.apply_with_carry(layer, params, x, c, length=n, key=k)
+        return layers.apply_with_carry(layer, params, x, c, length=n, key=k)
 
     return jax.vmap(one)(XS, LENGTHS, carry0, keys)
 
@@ -52,7 +52,7 @@ def test_nnx_and_linen_wrappers_equal_the_layer(name):
     params = _random_params(layer)
     carry0 = jax.tree_util.tree_map(
         lambda c: jnp.asarray(np.random.default_rng(1).normal(size=c.shape), c.dtype),
-        interop.initial_carry(layer, params, (B,)),
+        layers.initial_carry(layer, params, (B,)),
     )
     want_carry, want_ys = jax.jit(_reference, static_argnums=0)(layer, params, carry0)
     np.testing.assert_array_equal(want_ys[1, 2:], 0.0)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import rnnjax as rj
-from rnnjax import interop
+from rnnjax import interop, layers
 
 F, H, T = 3, 4, 6
 LENGTHS = np.array([T, 2, 5])  # one full, two padded
@@ -114,7 +114,7 @@ def test_from_torch_matches_torch(torch, x64, kind, num_layers, bidirectional, b
     out, hn = module(packed, hx)
     ys_torch = pad_packed_sequence(out, batch_first=True, total_length=T)[0].detach().numpy()
     carry0 = interop.from_torch_carry(layer, h0, c0 if kind == "lstm" else None, dtype=None)
-    run = jax.jit(jax.vmap(lambda x, n, c: interop.apply_with_carry(layer, params, x, c, length=n)))
+    run = jax.jit(jax.vmap(lambda x, n, c: layers.apply_with_carry(layer, params, x, c, length=n)))
     carry, ys = run(xs, LENGTHS, carry0)
     np.testing.assert_allclose(ys, ys_torch, **TOL)
     np.testing.assert_array_equal(ys[1, 2:], 0.0)  # zero past the length, as pad_packed_sequence
@@ -408,7 +408,7 @@ def test_from_keras_matches_keras(keras, name):
     mask = np.arange(T)[None, :] < LENGTHS[:, None]
     out = k_layer(xs, mask=mask)
     ys_k, states_k = np.asarray(out[0]), [np.asarray(s) for s in out[1:]]
-    carry, ys = jax.jit(jax.vmap(lambda x, n: interop.apply_with_carry(layer, params, x, length=n)))(xs, LENGTHS)
+    carry, ys = jax.jit(jax.vmap(lambda x, n: layers.apply_with_carry(layer, params, x, length=n)))(xs, LENGTHS)
     carries = list(carry) if isinstance(layer, rj.Bidirectional) else [carry]
     leaves = [np.asarray(leaf) for c in carries for leaf in c]  # [h] or [h, c] per direction, as Keras' states
     np.testing.assert_allclose(np.concatenate(leaves), np.concatenate(states_k), **KERAS_TOL)
