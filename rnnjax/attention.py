@@ -26,7 +26,8 @@ with the input and to the output layer; otherwise (Luong) the new hidden state a
 attentional vector ``\tilde h = tanh([c; h] W_c)`` goes to the output layer and to the next
 input (input feeding).
 
-Shape letters: s memory positions, e value size, q query size, a attention size, v vocabulary.
+Shape letters as in :mod:`rnnjax.typing`: s memory positions, e value size, q query size, a attention
+size, E embedding, v vocabulary.
 """
 
 import dataclasses

@@ -3,8 +3,8 @@ r"""Models: the four shapes of RNN use, built from cells, sequence layers and he
 =================  ================================  ==================================================
 shape              model                             ``apply`` on ONE example
 =================  ================================  ==================================================
-many-to-one        :class:`SequenceClassifier`       ``xs [t, f]`` (or token ids ``[t]``) -> ``[c]``
-many-to-many       :class:`SequenceTagger`           ``xs [t, f]`` (or token ids ``[t]``) -> ``[t, c]``
+many-to-one        :class:`SequenceClassifier`       ``xs [t, f]`` (or token ids ``[t]``) -> ``[l]``
+many-to-many       :class:`SequenceTagger`           ``xs [t, f]`` (or token ids ``[t]``) -> ``[t, l]``
 many-to-many       :class:`LanguageModel`            ``tokens [t]`` -> ``[t, v]`` (teacher forcing)
 one-to-many        :class:`ConditionedGenerator`     ``features [d]``, ``tokens [t]`` -> ``[t, v]``
 encoder-decoder    :class:`Seq2Seq`                  ``src [s]``, ``tgt_in [t]`` -> ``[t, v]``
@@ -21,8 +21,8 @@ The generative models (:class:`LanguageModel`, :class:`ConditionedGenerator`,
 (carry, logits)``, the callback that :mod:`rnnjax.decode` drives; stepping through a
 sequence gives the logits of ``apply`` with teacher forcing.
 
-Shape letters: t time, s source time, f input features, d condition features, h hidden,
-e encoder outputs, a attention size, c classes, v vocabulary.
+Shape letters as in :mod:`rnnjax.typing`: t time, s source time, f input features, d condition
+features, h hidden, E embedding, e encoder outputs, a attention size, l labels, v vocabulary.
 """
 
 import dataclasses
@@ -228,7 +228,7 @@ def _check_front(vocab_size: int | None, input_size: int) -> None:
 class ClassifierParams(NamedTuple):
     embed: EmbeddingParams | None  # table [v, f] when vocab_size is set, else None
     encoder: Params  # the encoder's params
-    head: DenseParams  # w [o, c], b [c]
+    head: DenseParams  # w [o, l], b [l]
 
 
 _POOLINGS = ("last", "mean", "max")
@@ -258,7 +258,7 @@ class SequenceClassifier(_Dtypes):
     Args:
       encoder: a cell (run as ``rj.RNN(cell)``), or an ``RNN``, ``Bidirectional`` or ``Stack``
         layer (whose last layer is an ``RNN`` or ``Bidirectional``).
-      num_classes: ``c``.
+      num_classes: ``l``.
       input_size: features ``f`` of ``xs``; with ``vocab_size``, the embedding size.
       pooling: ``"last"``, ``"mean"`` or ``"max"``.
       vocab_size: if set, ``xs`` are integer token ids ``[t]``, embedded by an
@@ -329,7 +329,7 @@ class SequenceClassifier(_Dtypes):
           key: PRNG key for the encoder's dropout (a ``Stack`` with ``dropout``); None: none.
 
         Returns:
-          ``logits: [c]``.
+          ``logits: [l]``.
 
         Example:
             >>> import rnnjax as rj
@@ -350,7 +350,7 @@ class SequenceClassifier(_Dtypes):
 class TaggerParams(NamedTuple):
     embed: EmbeddingParams | None  # table [v, f] when vocab_size is set, else None
     encoder: Params  # the encoder's params
-    head: DenseParams  # w [o, c], b [c]
+    head: DenseParams  # w [o, l], b [l]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,7 +363,7 @@ class SequenceTagger(_Dtypes):
 
     Args:
       encoder: a cell, or an ``RNN``, ``Bidirectional`` or ``Stack`` layer.
-      num_tags: labels per step ``c``.
+      num_tags: labels per step ``l``.
       input_size: features ``f`` of ``xs``; with ``vocab_size``, the embedding size.
       vocab_size: if set, ``xs`` are integer token ids ``[t]``, embedded first.
       dtype: computation dtype of the model's cells (e.g. ``jnp.bfloat16``); None: the cells' own.
@@ -414,7 +414,7 @@ class SequenceTagger(_Dtypes):
           key: PRNG key for the encoder's dropout; None: none.
 
         Returns:
-          ``logits: [t, c]``; zeros at steps ``>= length``.
+          ``logits: [t, l]``; zeros at steps ``>= length``.
 
         Example:
             >>> import rnnjax as rj

@@ -1,17 +1,27 @@
 """Shape notation and the cell contract, stated once for the whole library.
 
-Shape letters used in every docstring:
+Shape letters, one table for the whole package (every docstring uses these):
 
-====  ===========================================================
-t     time (sequence length)
+====  ===================================================================
+t     time (sequence length); ``s`` the source time of an encoder-decoder
 b     batch
-k     beam
+k     beam (hypotheses kept by a beam search)
+K     particles of an importance-weighted bound (:mod:`rnnjax.vrnn`)
 f     input features (``input_size``)
 h     hidden units (``hidden_size``)
 g     gates times hidden units (``4h`` for an LSTM, ``3h`` for a GRU)
 o     output units (``output_size``; ``h`` for most cells)
 v     vocabulary
-====  ===========================================================
+l     labels of a classifier or a tagger (classes, tags)
+E     embedding size
+e     memory value size: an encoder's outputs, a feature map's channels
+a     attention size
+q     query size of an attention module
+d     condition features of a one-to-many model
+z     latent size (:mod:`rnnjax.vrnn`)
+n, w  the length of one stream, a window (:mod:`rnnjax.data`); ``m`` the number of windows
+p     positions of an image feature map (:mod:`rnnjax.apps.captioning`)
+====  ===================================================================
 
 A *cell* handles ONE example. Its leading axes are free (``project`` accepts any
 leading shape), and a batch is made with :func:`jax.vmap` or with ``batch_shape``

@@ -45,7 +45,8 @@ sequence). ``length`` (a scalar) marks the steps ``>= length`` as padding: they 
 any bound, whatever they hold. Each step's noise comes from ``jax.random.fold_in(key, t)``, so
 padding a sequence with more steps does not change the draws at the valid ones.
 
-Shape letters: t time, f input features (``x_size``), z latent size, h hidden, k particles.
+Shape letters as in :mod:`rnnjax.typing`: t time, f input features (``x_size``), z latent size,
+h hidden, K particles.
 
 References:
   Chung, Kastner, Dinh, Goel, Courville, Bengio, "A recurrent latent variable model for
@@ -432,7 +433,7 @@ class VRNN:
 
         Returns:
           ``(bound, log_weights)``: :math:`\mathcal L_K` (scalar, nats) and the particles' log
-          importance weights ``[k]``.
+          importance weights ``[K]``.
 
         Example:
             >>> model = VRNN(x_size=2, z_size=2, hidden_size=8)
