@@ -232,13 +232,18 @@ def test_padding_beyond_length_does_not_change_the_bounds():
     xs = data(t=n)
     padded = jnp.concatenate([xs, 100.0 * data(t=4, seed=9)])
 
+    params, baseline_params = init(MODEL), init(BASELINE)  # made outside the jit: arguments, not constants
+
     @jax.jit
-    def bounds(xs, length):
+    def run(params, baseline_params, xs, length):
         key = jax.random.key(7)
-        elbo, terms = MODEL.elbo(init(MODEL), xs, key, length=length)
-        iwae = MODEL.iwae(init(MODEL), xs, key, num_samples=3, length=length)[0]
-        log_lik, per_step = BASELINE.log_likelihood(init(BASELINE), xs, length=length)
+        elbo, terms = MODEL.elbo(params, xs, key, length=length)
+        iwae = MODEL.iwae(params, xs, key, num_samples=3, length=length)[0]
+        log_lik, per_step = BASELINE.log_likelihood(baseline_params, xs, length=length)
         return elbo, iwae, log_lik, terms, per_step
+
+    def bounds(xs, length):
+        return run(params, baseline_params, xs, length)
 
     unpadded, with_padding = bounds(xs, n), bounds(padded, n)
     for a, b in zip(with_padding[:3], unpadded[:3], strict=True):
