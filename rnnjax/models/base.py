@@ -1,0 +1,178 @@
+"""What the models share: the encoder checks and walk (final carries and outputs of each direction),
+inputs (token ids or features), and the dtype options of the models that take them."""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rnnjax._src import checks
+from rnnjax._src.dropout import dropout
+from rnnjax.cells import accumulation_dtype
+from rnnjax.heads import Dense, Embedding
+from rnnjax.layers import RNN, Bidirectional, Stack, as_layer
+from rnnjax.typing import Array, Carry, Params, PRNGKey
+
+
+def check_encoder(encoder, name: str = "encoder"):
+    """A cell becomes an ``RNN``; the layer (or a ``Stack``'s last layer) must be an RNN or Bidirectional."""
+    layer = as_layer(encoder, name)
+    top = layer
+    while isinstance(top, Stack):
+        top = top.layers[-1]
+    if not isinstance(top, RNN | Bidirectional):
+        raise TypeError(
+            f"{name}: expected a cell, an rnnjax.RNN, Bidirectional, or a Stack whose last layer is one of "
+            f"these, got {type(encoder).__name__}"
+        )
+    return layer
+
+
+def with_dtypes(part, dtype, param_dtype):
+    """``part`` (a cell or layer; stacks, bidirectional layers and stacked cells walked into) with every
+    ``dtype`` and ``param_dtype`` field set to the given ones (None: left as it is)."""
+    if not dataclasses.is_dataclass(part) or (dtype is None and param_dtype is None):
+        return part
+    changes = {}
+    for field in dataclasses.fields(part):
+        value = getattr(part, field.name)
+        if field.name in ("dtype", "param_dtype"):
+            given = dtype if field.name == "dtype" else param_dtype
+            if given is not None:
+                changes[field.name] = given
+        elif dataclasses.is_dataclass(value):
+            changes[field.name] = with_dtypes(value, dtype, param_dtype)
+        elif isinstance(value, tuple) and value and all(dataclasses.is_dataclass(v) for v in value):
+            changes[field.name] = tuple(with_dtypes(v, dtype, param_dtype) for v in value)
+    return dataclasses.replace(part, **changes)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Dtypes:
+    """A model's ``dtype`` (computation) and ``param_dtype``, passed to its cells and heads.
+
+    None leaves the cells as they are and the heads in float32. When either is set, logits come
+    out in at least float32 (a 16-bit computation accumulates them in float32, unrounded), and
+    the losses in :mod:`rnnjax.losses` compute in float32.
+    """
+
+    dtype: Any = None
+    param_dtype: Any = None
+
+    def _pass_dtypes(self, name: str) -> None:
+        object.__setattr__(self, name, with_dtypes(getattr(self, name), self.dtype, self.param_dtype))
+
+    @property
+    def _param_dtype(self):
+        return jnp.float32 if self.param_dtype is None else self.param_dtype
+
+    def _embed(self, vocab_size: int, size: int) -> Embedding:
+        return Embedding(vocab_size, size, param_dtype=self._param_dtype)
+
+    def _dense(self, features: int) -> Dense:
+        return Dense(features, param_dtype=self._param_dtype)
+
+    def _head(self, features: int) -> Dense:
+        """The output layer: logits in at least float32 when the model sets a dtype."""
+        return Dense(features, param_dtype=self._param_dtype, output_dtype=self._logits_dtype)
+
+    @property
+    def _logits_dtype(self):
+        """None (the computation dtype) unless the model sets a dtype; then at least float32."""
+        if self.dtype is None and self.param_dtype is None:
+            return None
+        return accumulation_dtype(self._param_dtype if self.dtype is None else self.dtype)
+
+
+def vector(x, size: int, name: str, letter: str) -> Array:
+    x = checks.floating(x, name)
+    if x.shape != (size,):
+        hint = " (one example; batch with jax.vmap)" if x.ndim > 1 else ""
+        raise ValueError(f"{name}: expected shape [{letter}] = ({size},){hint}, got shape {tuple(x.shape)}")
+    return x
+
+
+def nonempty(xs: Array, name: str) -> None:
+    if xs.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one step, got shape {tuple(xs.shape)}")
+
+
+class Final(NamedTuple):
+    """What one direction of the encoder's top layer ends with."""
+
+    carry: Carry  # the carry after the direction's last valid step
+    output: Array  # [o] that step's output: at length - 1 going forward, at 0 going backward
+
+
+def final_output(ys: Array, length: Array | None, reverse: bool) -> Array:
+    if reverse:
+        return ys[0]
+    if length is None:
+        return ys[-1]
+    return ys[jnp.maximum(length - 1, 0)]  # length 0: ys is all zeros
+
+
+def run_encoder(layer, params: Params, xs: Array, length: Array | None, key: PRNGKey | None):
+    """``layer.apply(params, xs, length=length, key=key)``, and the final carry and output of each
+    direction of the top layer: ``(ys [t, o], (final,))`` or ``(ys, (forward_final, backward_final))``."""
+    if isinstance(layer, RNN):
+        carry, ys = layer.apply_with_carry(params, xs, length=length)
+        return ys, (Final(carry, final_output(ys, length, layer.reverse)),)
+    if isinstance(layer, Bidirectional):
+        ys_f, finals_f = run_encoder(layer.forward, params.forward, xs, length, None)
+        ys_b, finals_b = run_encoder(layer.backward, params.backward, xs, length, None)
+        return layer.merge_outputs(ys_f, ys_b), finals_f + finals_b
+    # A Stack: what Stack.apply does (same keys, same dropout between layers), keeping the top's finals.
+    n = len(layer.layers)
+    if len(params) != n:
+        raise ValueError(f"params: expected {n} layer params, got {len(params)}")
+    keys = [None] * (2 * n) if key is None else list(jax.random.split(key, 2 * n))
+    for i, (sub, p) in enumerate(zip(layer.layers[:-1], params[:-1], strict=True)):
+        xs = dropout(sub.apply(p, xs, length=length, key=keys[i]), layer.dropout, keys[n + i])
+    return run_encoder(layer.layers[-1], params[-1], xs, length, keys[n - 1])
+
+
+def top(layer):
+    while isinstance(layer, Stack):
+        layer = layer.layers[-1]
+    return layer
+
+
+def final_carry_templates(layer, params: Params) -> tuple[Carry, ...]:
+    """The initial carries of the top layer's directions (the shapes of the finals)."""
+    while isinstance(layer, Stack):
+        layer, params = layer.layers[-1], params[-1]
+    if isinstance(layer, RNN):
+        return (layer.cell.initial_carry(params),)
+    return (
+        layer.forward.cell.initial_carry(params.forward),
+        layer.backward.cell.initial_carry(params.backward),
+    )
+
+
+def same_shapes(a, b) -> bool:
+    if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
+        return False
+    return all(
+        np.shape(x) == np.shape(y)
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
+
+
+def inputs(xs, embed_params, vocab_size: int | None, input_size: int) -> Array:
+    """``xs [t, f]`` checked, or token ids ``[t]`` embedded to ``[t, f]`` when there is a vocabulary."""
+    if vocab_size is None:
+        xs = checks.sequence(xs, input_size, "xs")
+    else:
+        ids = checks.token_sequence(xs, "xs", vocab_size)
+        xs = Embedding(vocab_size, input_size).apply(embed_params, ids)
+    nonempty(xs, "xs")
+    return xs
+
+
+def check_front(vocab_size: int | None, input_size: int) -> None:
+    checks.positive_int(input_size, "input_size")
+    if vocab_size is not None:
+        checks.positive_int(vocab_size, "vocab_size")
