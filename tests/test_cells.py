@@ -288,7 +288,7 @@ def test_params_made_with_another_flag_are_named(name, flag):
     maker = _with(cell, **{flag: not getattr(cell, flag)})
     field = {"learn_initial_carry": "carry0", "peephole": "peephole", "reset_after": "b_h"}[flag]
     field = f"params.recurrent.{field}" if name == "rmlp" else f"params.{field}"
-    made_by = re.escape(f"(made by {rj.cells._short_repr(maker)}?)")
+    made_by = re.escape(f"(made by {rj.cells.base.short_repr(maker)}?)")
     with pytest.raises(ValueError, match=rf"^{re.escape(field)}: {type(cell).__name__}\(.* expects .*{made_by}"):
         rj.unroll(cell, _zero_params(maker), jnp.ones((4, INPUT_SIZE)))
 
@@ -338,11 +338,11 @@ def test_every_entry_point_checks_params_while_tracing(name, entry):
 def test_the_check_traces_init_once_per_cell_and_input_size():
     cell = rj.GRUCell(11, reset_after=False)  # a cell no other test uses: a fresh cache entry
     params = _zero_params(cell, 7)
-    before = rj.cells._cached_init.cache_info().misses
+    before = rj.cells.base._cached_init.cache_info().misses
     jax.make_jaxpr(lambda p, xs: rj.unroll(cell, p, xs))(params, jnp.ones((20, 7)))
-    assert rj.cells._cached_init.cache_info().misses == before + 1
+    assert rj.cells.base._cached_init.cache_info().misses == before + 1
     jax.make_jaxpr(lambda p, xs: rj.unroll(cell, p, xs, remat=True, hoist=True))(params, jnp.ones((30, 7)))
-    assert rj.cells._cached_init.cache_info().misses == before + 1
+    assert rj.cells.base._cached_init.cache_info().misses == before + 1
 
 
 def test_params_with_other_float_dtypes_and_vmapped_params_pass(x64):

@@ -1,0 +1,104 @@
+"""The GRU cell (gates r, z, n; reset-after as torch, cuDNN and Keras, or Cho et al.'s reset-before)."""
+
+import dataclasses
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax._src import numerics
+from rnnjax.cells.base import BaseCell, HiddenCarry, accumulation_dtype, params_checked
+from rnnjax.typing import Array, PRNGKey
+
+
+class GRUParams(NamedTuple):
+    w_i: Array  # [f, 3h]  gate blocks r, z, n
+    w_h: Array  # [h, 3h]
+    b: Array  # [3h]      input bias
+    b_h: Array | None = None  # [3h]  recurrent bias (reset_after=True only)
+    carry0: HiddenCarry | None = None
+
+    gate_fields = ("w_i", "w_h", "b", "b_h")
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUCell(BaseCell):
+    r"""Gated recurrent unit, gate order r, z, n.
+
+    ``reset_after=True`` (torch, cuDNN and Keras' default) applies the reset gate after
+    the recurrent matmul and keeps a recurrent bias ``b_h``:
+
+    .. math::
+        r &= \sigma(x W_{ir} + b_r + h W_{hr} + b_{hr}), \quad
+        z = \sigma(x W_{iz} + b_z + h W_{hz} + b_{hz}) \\
+        n &= \tanh(x W_{in} + b_n + r \odot (h W_{hn} + b_{hn})) \\
+        h' &= (1 - z) \odot n + z \odot h
+
+    ``reset_after=False`` is Cho et al. 2014: ``n = tanh(x W_in + b_n + (r * h) W_hn)``,
+    with one bias.
+
+    Args:
+      hidden_size: hidden units ``h``.
+      reset_after: where the reset gate is applied (see above).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> cell = GRUCell(128)
+        >>> params = cell.init(jax.random.key(0), 64)
+        >>> sum(p.size for p in jax.tree_util.tree_leaves(params))  # = Keras GRU(128)
+        74496
+
+    References:
+      Cho et al., "Learning phrase representations using RNN encoder-decoder for
+      statistical machine translation", EMNLP 2014.
+    """
+
+    hidden_size: int
+    _: dataclasses.KW_ONLY
+    reset_after: bool = True
+
+    params_type: ClassVar[type] = GRUParams
+    num_gates: ClassVar[int] = 3
+
+    def init(self, key: PRNGKey, input_size: int) -> GRUParams:
+        """Params: ``w_i [f, 3h]``, ``w_h [h, 3h]``, ``b [3h]``, and ``b_h [3h]`` if reset-after.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, rnnjax as rj
+            >>> GRUCell(8, reset_after=False).init(jax.random.key(0), 4).b_h is None
+            True
+        """
+        w_i, w_h = self._weights(key, input_size)
+        b = jnp.zeros((3 * self.hidden_size,), self.param_dtype)
+        b_h = jnp.zeros_like(b) if self.reset_after else None
+        return GRUParams(w_i, w_h, b, b_h, self._init_carry0())
+
+    @params_checked
+    def recur(self, params: GRUParams, carry: HiddenCarry, u: Array) -> tuple[HiddenCarry, Array]:
+        """One step from the projected input ``u: [..., 3h]``.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, rnnjax as rj
+            >>> cell = GRUCell(8)
+            >>> params = cell.init(jax.random.key(0), 4)
+            >>> u = cell.project(params, jnp.ones(4))
+            >>> cell.recur(params, cell.initial_carry(params), u)[1].shape
+            (8,)
+        """
+        dtype, acc = u.dtype, accumulation_dtype(u.dtype)
+        h = carry.h.astype(acc)
+        u_r, u_z, u_n = jnp.split(u.astype(acc), 3, axis=-1)
+        if self.reset_after:
+            hw = numerics.matmul(carry.h, params.w_h, dtype, self.precision) + params.b_h.astype(acc)
+            hw_r, hw_z, hw_n = jnp.split(hw, 3, axis=-1)
+            r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
+            n = jnp.tanh(u_n + r * hw_n)
+        else:
+            hidden = self.hidden_size
+            hw_r, hw_z = jnp.split(
+                numerics.matmul(carry.h, params.w_h[:, : 2 * hidden], dtype, self.precision), 2, axis=-1
+            )
+            r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
+            n = jnp.tanh(u_n + numerics.matmul(r * h, params.w_h[:, 2 * hidden :], dtype, self.precision))
+        h = ((1 - z) * n + z * h).astype(dtype)
+        return HiddenCarry(h), h
