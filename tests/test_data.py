@@ -50,7 +50,7 @@ def test_default_corpus_is_deterministic_and_split_by_file():
             parts = path.split("/")
             assert not {"test", "tests", "idlelib", "lib2to3", "site-packages", "encodings"} & set(parts[:-1])
             assert not any(part.startswith(("_sysconfigdata", "config-", ".")) for part in parts)
-            assert data._file_split(path, (0.9, 0.05, 0.05)) == name  # the hash decides, nothing else
+            assert data.corpus._file_split(path, (0.9, 0.05, 0.05)) == name  # the hash decides, nothing else
         assert list(corpus.files[name]) == sorted(corpus.files[name])
     assert "\r" not in corpus.train
 
