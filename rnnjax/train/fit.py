@@ -164,10 +164,10 @@ def _all_finite(tree) -> Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _metrics_lines_until(path: Path, step: int) -> list[str]:
-    """The JSONL records of ``path`` up to ``step``; a torn or blank last line is dropped with a warning."""
+def _metrics_records(path: Path) -> list[tuple[int, str]]:
+    """The JSONL records of ``path`` as ``(step, line)``; a torn or blank last line is dropped with a warning."""
     lines = path.read_text().splitlines()
-    kept = []
+    records = []
     for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
@@ -183,9 +183,8 @@ def _metrics_lines_until(path: Path, step: int) -> list[str]:
                 f"metrics_path: line {number} of {path} is not a record with a step: {line[:60]!r}; "
                 "repair or move the file"
             )
-        if record["step"] <= step:
-            kept.append(line)
-    return kept
+        records.append((record["step"], line))
+    return records
 
 
 def fit(
@@ -281,6 +280,8 @@ def fit(
                 f"metrics_path: {metrics_path} already holds the records of an earlier run; pass resume=True "
                 "to continue that run, or another metrics_path (nothing was written)"
             )
+    # read (and a damaged file refused) before a checkpoint manager is opened or anything written
+    records = _metrics_records(metrics_path) if resume and metrics_path is not None and metrics_path.exists() else []
     key_data = jax.random.key_data(key)
     start, history = 0, []
     manager = None
@@ -307,7 +308,7 @@ def fit(
 
     metrics_file = None
     if metrics_path is not None:
-        kept = _metrics_lines_until(metrics_path, start) if resume and metrics_path.exists() else []
+        kept = [line for step, line in records if step <= start]  # records past the restored step are dropped
         metrics_path.write_text("".join(line + "\n" for line in kept))
         metrics_file = metrics_path.open("a")
 
