@@ -43,6 +43,7 @@ from jax import lax
 
 from rnnjax import decode
 from rnnjax._src import checks, masks
+from rnnjax.apps.digits import DIGIT_WORDS
 from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
 from rnnjax.layers import as_cell
 from rnnjax.losses import length_mask, sequence_cross_entropy
@@ -69,7 +70,7 @@ __all__ = [
 # ----------------------------------------------------------------------------- data
 
 PAD, BOS, EOS = 0, 1, 2
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+WORDS = DIGIT_WORDS  # the caption words, "zero" .. "nine"
 VOCAB = ("<pad>", "<bos>", "<eos>", *WORDS)
 """Token ids: ``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2, then the digit words: digit ``d`` is ``d + 3``."""
 DIGIT_SIZE = 8

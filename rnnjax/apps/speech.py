@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax._src import checks, masks
+from rnnjax.apps.digits import DIGIT_WORDS
 from rnnjax.cells import GRUCell
 from rnnjax.heads import Dense
 from rnnjax.layers import Bidirectional, Stack
@@ -61,7 +62,6 @@ __all__ = [
     "synthesize_digits",
 ]
 
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ALPHABET = " " + "".join(sorted(set("".join(DIGIT_WORDS))))  # " efghinorstuvwxz": label ids 1..16
 BLANK = 0  # the CTC blank's label id
 VOICES = ("en", "en-us", "en-gb-scotland", "en+f3", "en+m3", "en-us+f2", "en+m7", "en-gb-x-rp+f4")  # training voices
