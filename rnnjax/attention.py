@@ -248,9 +248,6 @@ class MultiHeadAttention:
         return heads.reshape(-1) @ _cast(params.w_o, heads), weights.mean(0)
 
 
-_BY_NAME = {"bahdanau": BahdanauAttention, "luong": GeneralAttention}
-
-
 def _attention_module(attention, size: int):
     """None, a module, or the names ``"bahdanau"`` (of hidden size ``size``) and ``"luong"`` (general)."""
     if attention is None or isinstance(attention, Attention):

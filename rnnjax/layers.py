@@ -113,7 +113,10 @@ def as_layer(layer, name: str = "layer") -> Layer:
         return layer
     if isinstance(layer, Cell):
         return RNN(layer)
-    raise TypeError(f"{name}: expected an rnnjax cell or layer (RNN, Bidirectional, Stack), got {type(layer).__name__}")
+    raise TypeError(
+        f"{name}: expected an rnnjax cell or layer (RNN, Bidirectional, Stack), got {type(layer).__name__} "
+        "(a cell of your own needs the rnnjax.typing.Cell methods, check_params included)"
+    )
 
 
 def as_cell(cell, name: str = "cell") -> Cell:
@@ -131,7 +134,8 @@ def as_cell(cell, name: str = "cell") -> Cell:
     if not isinstance(cell, Cell):
         raise TypeError(
             f"{name}: expected an rnnjax cell or a list of cells (it steps one token at a time; use "
-            f"rj.StackedCell([...]) rather than rj.Stack), got {type(cell).__name__}"
+            f"rj.StackedCell([...]) rather than rj.Stack; a cell of your own needs the rnnjax.typing.Cell "
+            f"methods, check_params included), got {type(cell).__name__}"
         )
     return cell
 

@@ -33,6 +33,11 @@ def params():
         (dict(length=6), ValueError, "length: expected 0 <= length <= 5 (the number of steps), got 6"),
         (dict(length=-1), ValueError, "length: expected 0 <= length <= 5 (the number of steps), got -1"),
         (dict(length=2**40), ValueError, "length: expected 0 <= length <= 5 (the number of steps), got 1099511627776"),
+        (  # a 0-d NumPy array: would wrap to 0
+            dict(length=np.array(2**32)),
+            ValueError,
+            "length: expected 0 <= length <= 5 (the number of steps), got 4294967296",
+        ),
         (  # would wrap to 2 in int32
             dict(length=np.int64(2**32 + 2)),
             ValueError,
@@ -122,3 +127,10 @@ def test_checked_jit_never_hands_a_checked_trace_to_an_unchecked_call():
         with pytest.raises(ValueError, match="x: expected finite values"):
             double(jnp.array([jnp.inf]))  # called directly: raised at the call
     np.testing.assert_array_equal(jax.jit(lambda x: double(x))(jnp.array([1.0])), [2.0])  # no stale checked trace
+
+
+def test_checked_jit_around_a_checked_jit_keeps_its_own_jit_options():
+    inner = rj._src.checks.checked_jit(lambda x: x + 1)
+    outer = rj._src.checks.checked_jit(inner, donate_argnums=0)  # as the data-parallel step wraps with shardings
+    donates = lambda f: any(w in f.lower(jnp.zeros(3)).as_text() for w in ("buffer_donor", "aliasing_output"))  # noqa: E731
+    assert donates(outer) and not donates(inner)

@@ -438,6 +438,14 @@ def test_fit_argument_errors(tmp_path, kwargs, error, message):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_resume_without_a_checkpoint_keeps_an_earlier_metrics_file(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 5, "loss": 1.0}\n')
+    with pytest.raises(ValueError, match=r"metrics_path: .*metrics.jsonl holds records up to step 5, but there is no"):
+        fit_regression(tmp_path, metrics_path=metrics, resume=True)
+    assert metrics.read_text() == '{"step": 5, "loss": 1.0}\n'
+
+
 def test_fit_data_and_resume_errors(tmp_path):
     _, batch, _ = regression_problem()
     with pytest.raises(ValueError, match=r"data: the iterable ended after 3 batches; num_steps=4 needs 4"):

@@ -73,7 +73,7 @@ class checked_jit:  # noqa: N801 -- used as a decorator, like jax.jit
         checked = functools.wraps(fun)(lambda *args, **kwargs: checkify.checkify(fun)(*args, **kwargs))
         # the checkified function returns (error, out): out_shardings would not fit, leave them to XLA
         self._checked = jax.jit(checked, **{k: v for k, v in jit_kwargs.items() if k != "out_shardings"})
-        functools.update_wrapper(self, fun)
+        functools.update_wrapper(self, fun, updated=())  # not fun.__dict__: a checked_jit's would replace ours
 
     def __call__(self, *args, **kwargs):
         if not hasattr(self, "_plain"):  # the decorator's second call: the function
@@ -169,9 +169,11 @@ def length(length, num_steps: int, name: str = "length"):
     """``None``, or an integer scalar in ``[0, num_steps]``, returned as an int32 array."""
     if length is None:
         return None
-    if isinstance(length, int | np.integer) and not isinstance(length, bool) and not 0 <= length <= num_steps:
-        # before the int32 conversion, which would overflow (2**40) or wrap silently (np.int64(2**32))
-        raise ValueError(f"{name}: expected 0 <= {name} <= {num_steps} (the number of steps), got {length}")
+    host = length if isinstance(length, int | np.integer | np.ndarray) and not isinstance(length, bool) else None
+    if host is not None and np.ndim(host) == 0 and np.issubdtype(np.asarray(host).dtype, np.integer):
+        # checked before the int32 conversion, which would overflow (2**40) or wrap silently (np.int64(2**32))
+        if not 0 <= int(host) <= num_steps:
+            raise ValueError(f"{name}: expected 0 <= {name} <= {num_steps} (the number of steps), got {int(host)}")
     arr = jnp.asarray(length)
     if not jnp.issubdtype(arr.dtype, jnp.integer):
         raise TypeError(f"{name}: expected an integer scalar, got dtype {arr.dtype}")

@@ -13,7 +13,6 @@ raises :class:`SetupError`.
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import optax
 
 from rnnjax import data, decode, losses, models, ngram, parallel, train
 from rnnjax._src import checks
+from rnnjax._src.files import replace_file
 from rnnjax.cells import ElmanCell, GRUCell, LSTMCell
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "elman": ElmanCell}
@@ -123,16 +123,9 @@ def _loss_fn(model):
     return loss_fn
 
 
-def _replace_file(path: Path, write) -> None:
-    """``write(temporary path)``, then rename it to ``path``: a killed write never leaves half a file."""
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)
-
-
 def _save_config(run_dir: Path, config: LMConfig) -> None:
     text = json.dumps(dataclasses.asdict(config), indent=2)
-    _replace_file(run_dir / "config.json", lambda path: path.write_text(text))
+    replace_file(run_dir / "config.json", lambda path: path.write_text(text))
 
 
 def _read_config(path: Path) -> LMConfig:
@@ -282,6 +275,8 @@ def _num_devices(config: LMConfig, devices: int | None) -> int:
     """``devices`` (None: all there are), checked against the devices there are and the batch."""
     available = len(jax.devices())
     num_devices = available if devices is None else devices
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
+        raise SetupError(f"devices: expected a positive number of devices, got {num_devices!r} (--devices)")
     if num_devices > available:
         raise SetupError(
             f"devices: {num_devices} asked for, but there are {available} {jax.default_backend()} device(s) "
@@ -357,6 +352,8 @@ def train_char_lm(
         )
     num_devices = _num_devices(config, devices)
     resuming = False
+    if resume and run_dir is None:
+        raise SetupError("resume: needs the run directory to resume (--run-dir)")
     if run_dir is not None:
         run_dir = Path(run_dir)
         resuming = _check_run_dir(run_dir, config, vocab, resume)
@@ -380,7 +377,7 @@ def train_char_lm(
         if not resuming:  # a resumed run's files stay as they are until its training is done
             run_dir.mkdir(parents=True, exist_ok=True)
             _save_config(run_dir, config)
-            _replace_file(run_dir / "vocab.json", vocab.save)
+            replace_file(run_dir / "vocab.json", vocab.save)
         checkpoint_dir = run_dir / "checkpoints"
     log(
         f"training {config.layers} x {config.cell.upper()}({config.hidden}) char LM: {config.steps} steps of "

@@ -1,5 +1,6 @@
 """The fit loop: progress bar, evaluation, JSONL metrics, orbax checkpoints and exact resumes."""
 
+import contextlib
 import json
 import os
 import time
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax._src import checks
+from rnnjax._src.files import replace_file
 from rnnjax.typing import Array, Params, PRNGKey
 
 # XLA's switch for run-to-run reproducible GPU kernels (no atomics in reductions, deterministic
@@ -283,91 +285,95 @@ def fit(
     # read (and a damaged file refused) before a checkpoint manager is opened or anything written
     records = _metrics_records(metrics_path) if resume and metrics_path is not None and metrics_path.exists() else []
     key_data = jax.random.key_data(key)
-    start, history = 0, []
-    manager = None
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
-            raise ValueError(f"checkpoint_dir: expected a directory, got the file {checkpoint_dir}")
-        manager = _checkpoint_manager(checkpoint_dir, max_to_keep)
-        try:
+    start, history, manager, metrics_file = 0, [], None, None
+    with contextlib.ExitStack() as cleanup:  # whatever is opened below is closed on every way out
+        if checkpoint_dir is not None:
+            checkpoint_dir = Path(checkpoint_dir)
+            if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
+                raise ValueError(f"checkpoint_dir: expected a directory, got the file {checkpoint_dir}")
+            manager = _checkpoint_manager(checkpoint_dir, max_to_keep)
+            cleanup.callback(manager.close)
             start = _start_step(manager, checkpoint_dir, num_steps, resume)
             if start:
                 params, opt_state, start = _restore(manager, start, checkpoint_dir, params, opt_state, key_data)
-        except BaseException:
-            manager.close()
-            raise
-        if not is_deterministic():
-            warnings.warn(
-                f"fit: {jax.default_backend()} kernels are not deterministic, so a run resumed from "
-                f"{checkpoint_dir} will match an uninterrupted one only to rounding; for bit-identical "
-                f"resumes start the process with XLA_FLAGS={DETERMINISTIC_XLA_FLAG} "
-                "(rnnjax.train.deterministic_xla_flags)",
-                stacklevel=2,
+            if not is_deterministic():
+                warnings.warn(
+                    f"fit: {jax.default_backend()} kernels are not deterministic, so a run resumed from "
+                    f"{checkpoint_dir} will match an uninterrupted one only to rounding; for bit-identical "
+                    f"resumes start the process with XLA_FLAGS={DETERMINISTIC_XLA_FLAG} "
+                    "(rnnjax.train.deterministic_xla_flags)",
+                    stacklevel=2,
+                )
+
+        if metrics_path is not None:
+            if records and start == 0:
+                raise ValueError(
+                    f"metrics_path: {metrics_path} holds records up to step {records[-1][0]}, but there is no "
+                    f"checkpoint to resume in {checkpoint_dir}; move the file or point metrics_path elsewhere "
+                    "(nothing was written)"
+                )
+            kept = "".join(line + "\n" for step, line in records if step <= start)  # records past it are dropped
+            replace_file(metrics_path, lambda path: path.write_text(kept))
+            metrics_file = cleanup.enter_context(metrics_path.open("a"))
+
+        def record(entry):
+            history.append(entry)
+            if metrics_file is not None:
+                metrics_file.write(json.dumps(entry) + "\n")
+                metrics_file.flush()
+
+        # Every step's loss and gradient norm are checked, without waiting for the device after
+        # each step: they are kept (on the device) until the next log, evaluation or checkpoint.
+        unchecked, skipped = [], 0
+
+        def check_finite():
+            nonlocal skipped
+            values = jax.device_get(
+                [[metrics.get(k) for k in ("loss", "grad_norm", "skipped")] for _, metrics in unchecked]
             )
+            for (done, _), (loss, grad_norm, was_skipped) in zip(unchecked, values, strict=True):
+                if was_skipped is not None and np.any(was_skipped):
+                    skipped += 1
+                    continue
+                for name, value in (("loss", loss), ("grad_norm", grad_norm)):
+                    if value is not None and not np.all(np.isfinite(value)):
+                        kept = (
+                            "" if manager is None else f"; the latest checkpoint is {_latest(manager, checkpoint_dir)}"
+                        )
+                        raise FloatingPointError(
+                            f"{name}: became {value} at step {done} (batch {done - 1}){kept}. To skip such steps "
+                            "instead, make the step with make_train_step(..., skip_nonfinite=True)"
+                        )
+            unchecked.clear()
 
-    metrics_file = None
-    if metrics_path is not None:
-        kept = [line for step, line in records if step <= start]  # records past the restored step are dropped
-        metrics_path.write_text("".join(line + "\n" for line in kept))
-        metrics_file = metrics_path.open("a")
+        def save(step):
+            check_finite()
+            if not _all_finite((params, opt_state)):
+                raise FloatingPointError(
+                    f"params: non-finite values after step {step} (every loss and gradient norm was finite: "
+                    f"a too large update?); not saved, the latest checkpoint is {_latest(manager, checkpoint_dir)}"
+                )
+            state = _checkpoint_state(params, opt_state, step, key_data)
+            if not manager.save(step, args=ocp.args.StandardSave(state)):
+                raise RuntimeError(f"checkpoint_dir: orbax did not save step {step} in {checkpoint_dir}")
 
-    def record(entry):
-        history.append(entry)
-        if metrics_file is not None:
-            metrics_file.write(json.dumps(entry) + "\n")
-            metrics_file.flush()
+        batches = None if callable(data) else iter(data)
 
-    # Every step's loss and gradient norm are checked, without waiting for the device after
-    # each step: they are kept (on the device) until the next log, evaluation or checkpoint.
-    unchecked, skipped = [], 0
+        def next_batch(step):
+            try:
+                return next(batches)
+            except StopIteration:
+                raise ValueError(
+                    f"data: the iterable ended after {step} batches; num_steps={num_steps} needs {num_steps}"
+                ) from None
 
-    def check_finite():
-        nonlocal skipped
-        values = jax.device_get(
-            [[metrics.get(k) for k in ("loss", "grad_norm", "skipped")] for _, metrics in unchecked]
-        )
-        for (done, _), (loss, grad_norm, was_skipped) in zip(unchecked, values, strict=True):
-            if was_skipped is not None and np.any(was_skipped):
-                skipped += 1
-                continue
-            for name, value in (("loss", loss), ("grad_norm", grad_norm)):
-                if value is not None and not np.all(np.isfinite(value)):
-                    kept = "" if manager is None else f"; the latest checkpoint is {_latest(manager, checkpoint_dir)}"
-                    raise FloatingPointError(
-                        f"{name}: became {value} at step {done} (batch {done - 1}){kept}. To skip such steps "
-                        "instead, make the step with make_train_step(..., skip_nonfinite=True)"
-                    )
-        unchecked.clear()
+        if batches is not None:
+            for step in range(start):  # an iterable is replayed up to the resumed position
+                next_batch(step)
 
-    def save(step):
-        check_finite()
-        if not _all_finite((params, opt_state)):
-            raise FloatingPointError(
-                f"params: non-finite values after step {step} (every loss and gradient norm was finite: "
-                f"a too large update?); not saved, the latest checkpoint is {_latest(manager, checkpoint_dir)}"
-            )
-        state = _checkpoint_state(params, opt_state, step, key_data)
-        if not manager.save(step, args=ocp.args.StandardSave(state)):
-            raise RuntimeError(f"checkpoint_dir: orbax did not save step {step} in {checkpoint_dir}")
-
-    batches = None if callable(data) else iter(data)
-
-    def next_batch(step):
-        try:
-            return next(batches)
-        except StopIteration:
-            raise ValueError(
-                f"data: the iterable ended after {step} batches; num_steps={num_steps} needs {num_steps}"
-            ) from None
-
-    if batches is not None:
-        for step in range(start):  # an iterable is replayed up to the resumed position
-            next_batch(step)
-
-    bar = tqdm(total=num_steps, initial=start, disable=not progress, unit="step")
-    clock = time.perf_counter()
-    try:
+        bar = cleanup.enter_context(tqdm(total=num_steps, initial=start, disable=not progress, unit="step"))
+        cleanup.callback(lambda: manager is None or manager.wait_until_finished())
+        clock = time.perf_counter()
         for step in range(start, num_steps):
             batch = data(step) if batches is None else next_batch(step)
             params, opt_state, metrics = train_step(params, opt_state, batch, jax.random.fold_in(key, step))
@@ -386,11 +392,4 @@ def fit(
             if manager is not None and ((checkpoint_every and done % checkpoint_every == 0) or done == num_steps):
                 save(done)
             bar.update(1)
-    finally:
-        bar.close()
-        if manager is not None:
-            manager.wait_until_finished()
-            manager.close()
-        if metrics_file is not None:
-            metrics_file.close()
     return FitResult(params, opt_state, num_steps, history)
