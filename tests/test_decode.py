@@ -353,6 +353,7 @@ SAMPLE = functools.partial(rj.decode.sample, markov_step_logits, integer_chain(0
         (dict(temperature=float("nan")), r"temperature: expected a finite temperature >= 0 .*, got nan"),
         (dict(temperature=jnp.inf), r"temperature: expected a finite temperature >= 0 .*, got inf"),
         (dict(temperature=jnp.array(-0.5)), r"temperature: expected a finite temperature >= 0 .*, got -0.5"),
+        (dict(top_k=1000), r"top_k: expected at most the vocabulary size \d+, got 1000"),
     ],
 )
 def test_sample_rejects_temperature_and_top_p_outside_their_range(kwargs, message):

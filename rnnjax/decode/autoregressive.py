@@ -182,8 +182,6 @@ def _sample(step_fn, params, carry, bos, key, *, max_len, eos, temperature, top_
     temperature = jnp.asarray(temperature, jnp.float32)  # an integer temperature too
 
     def pick(log_probs, key):
-        if top_k is not None and top_k > log_probs.shape[-1]:
-            raise ValueError(f"top_k: expected at most the vocabulary size {log_probs.shape[-1]}, got {top_k}")
         logits = _filter_logits(log_probs, jnp.maximum(temperature, 1e-6), top_k, top_p)
         sampled = jax.random.categorical(key, logits)
         return jnp.where(temperature == 0, jnp.argmax(log_probs), sampled)
@@ -244,9 +242,11 @@ def sample(
         >>> tokens.tolist()
         [1, 2, 0, 0, 0]
     """
-    _check_start(step_fn, params, carry, bos, max_len, eos, pad_id)
+    vocab = _check_start(step_fn, params, carry, bos, max_len, eos, pad_id)
     if top_k is not None:
         checks.positive_int(top_k, "top_k")
+        if top_k > vocab:
+            raise ValueError(f"top_k: expected at most the vocabulary size {vocab}, got {top_k}")
     _real_scalar(temperature, "temperature")
     finite = lambda t: checks.in_range(0, np.inf)(t.astype(np.float32))  # noqa: E731 -- an integer temperature too
     checks.values("temperature", "a finite temperature >= 0 (0 is greedy)", finite, temperature)
