@@ -244,14 +244,15 @@ def _described(value) -> str:
     return f"a {type(value).__name__}"
 
 
-def params_like(params, expected, owner: str, name: str = "params", hint=None) -> None:
+def params_like(params, expected, owner: str, name: str = "params", hint=None, shapes: bool = True) -> None:
     """``params`` must have the structure, the exact shapes and floating dtypes of ``expected``.
 
     ``expected`` is a pytree of ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of an ``init``);
     NamedTuples must be of the same type (a plain tuple may be a list). Errors name the field
     (``params.b: expected shape (32,) for LSTMCell(hidden_size=8), got (1,)``); ``owner``
     says whose params they are; ``hint()`` adds to the message when an array is None or
-    the reverse (e.g. the hyper-parameter that would make these params).
+    the reverse (e.g. the hyper-parameter that would make these params). ``shapes=False``
+    checks everything but the arrays' shapes (to read a size from params of the right structure).
     """
     if expected is None or params is None:
         if expected is None and params is None:
@@ -269,7 +270,7 @@ def params_like(params, expected, owner: str, name: str = "params", hint=None) -
         if len(params) != len(expected):
             raise ValueError(f"{name}: expected {len(expected)} entries for {owner}, got {len(params)}")
         for i, (p, e) in enumerate(zip(params, expected, strict=True)):
-            params_like(p, e, owner, f"{name}.{fields[i]}" if fields else f"{name}[{i}]", hint)
+            params_like(p, e, owner, f"{name}.{fields[i]}" if fields else f"{name}[{i}]", hint, shapes)
         return
     if not (hasattr(params, "shape") and hasattr(params, "dtype")):
         raise TypeError(
@@ -277,7 +278,7 @@ def params_like(params, expected, owner: str, name: str = "params", hint=None) -
         )
     if not jnp.issubdtype(params.dtype, jnp.floating):
         raise TypeError(f"{name}: expected a floating dtype for {owner}, got {params.dtype}")
-    if tuple(params.shape) != tuple(expected.shape):
+    if shapes and tuple(params.shape) != tuple(expected.shape):
         raise ValueError(f"{name}: expected shape {tuple(expected.shape)} for {owner}, got {tuple(params.shape)}")
 
 

@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnjax._src import checks
+from rnnjax.cells.base import short_repr
 from rnnjax.layers import RNN, Bidirectional, Stack, as_layer
 from rnnjax.typing import Cell
 
@@ -72,34 +74,6 @@ def directions(layer) -> list:
 # --- params given to the to_* converters ---------------------------------------------------------
 
 
-def _params_problem(expected, given, path: str, shapes: bool) -> tuple[type, str] | None:
-    """The first place where ``given`` differs from ``expected`` (``layer.init``'s abstract params)."""
-    got = "None" if given is None else "an array" if hasattr(given, "shape") else type(given).__name__
-    if isinstance(expected, jax.ShapeDtypeStruct):
-        if not hasattr(given, "shape") or not hasattr(given, "dtype"):
-            return TypeError, f"{path}: expected an array, got {got}"
-        if not jnp.issubdtype(given.dtype, jnp.floating):
-            return TypeError, f"{path}: expected a floating-point array, got dtype {given.dtype}"
-        if shapes and tuple(given.shape) != expected.shape:
-            return ValueError, f"{path}: expected shape {expected.shape}, got {tuple(given.shape)}"
-        return None
-    if expected is None or given is None:
-        if expected is given:
-            return None
-        want = "None" if expected is None else type(expected).__name__
-        return TypeError, f"{path}: expected {want}, got {got}"
-    fields = getattr(expected, "_fields", None)  # a NamedTuple: its own type; a plain tuple: a tuple or list
-    if (fields is not None and type(given) is not type(expected)) or not isinstance(given, tuple | list):
-        return TypeError, f"{path}: expected {type(expected).__name__}, got {got}"
-    if len(given) != len(expected):
-        return ValueError, f"{path}: expected {len(expected)} entries (one per layer), got {len(given)}"
-    for i, (e, g) in enumerate(zip(expected, given, strict=True)):
-        problem = _params_problem(e, g, f"{path}.{fields[i]}" if fields else f"{path}[{i}]", shapes)
-        if problem:
-            return problem
-    return None
-
-
 def check_params(layer, params, argument: str = "layer") -> None:
     """``params`` must be what ``layer.init`` gives (a cell is ``RNN(cell)``): the same types and
     shapes, floating-point arrays; a ``TypeError``/``ValueError`` names the first entry that is not."""
@@ -107,20 +81,19 @@ def check_params(layer, params, argument: str = "layer") -> None:
     for cell in directions(layer):  # raises for other layers
         if not isinstance(cell, Cell):
             raise TypeError(f"{argument}: expected rnnjax cells, got {type(cell).__name__}")
-    key = jax.random.key(0)
-    problem = _params_problem(jax.eval_shape(lambda k: layer.init(k, 1), key), params, "params", shapes=False)
-    if problem is None:  # the same structure: read the input size where init puts it, then check the shapes
-        first, p = layer, params
-        while not isinstance(first, RNN):
-            first, p = (first.layers[0], p[0]) if isinstance(first, Stack) else (first.forward, p.forward)
-        size = first.cell.input_size(p)
-        problem = _params_problem(jax.eval_shape(lambda k: layer.init(k, size), key), params, "params", shapes=True)
-    if problem:
-        error, message = problem
-        name = type(layer).__name__
-        if isinstance(layer, RNN):
-            name = f"{type(layer.cell).__name__}(hidden_size={getattr(layer.cell, 'hidden_size', '...')})"
-        raise error(f"{message} (params must be what {name}.init(key, input_size) gives)")
+    owner = type(layer).__name__
+    if isinstance(layer, RNN):
+        owner = short_repr(layer.cell)
+
+    def expected(input_size):
+        return jax.eval_shape(lambda key: layer.init(key, input_size), jax.random.key(0))
+
+    # the structure first, then the shapes for the input size read where init puts it
+    checks.params_like(params, expected(1), owner, shapes=False)
+    first, p = layer, params
+    while not isinstance(first, RNN):
+        first, p = (first.layers[0], p[0]) if isinstance(first, Stack) else (first.forward, p.forward)
+    checks.params_like(params, expected(first.cell.input_size(p)), owner)
 
 
 def levels(layer, params) -> tuple[list, float]:
