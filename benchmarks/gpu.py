@@ -335,26 +335,37 @@ class Runner:
 # --- the test suite ---------------------------------------------------------------------------------------
 
 
-def run_tests(env: dict, timeout: float) -> dict:
-    """The repository's test suite (pytest -n 8 under xdist); counts and the ids of what failed."""
-    workers = str(min(8, os.cpu_count() or 1))
+def run_tests(env: dict, timeout: float, log: Path | None = None) -> dict:
+    """The repository's test suite under xdist (a worker per core, two cores left); counts and the ids of what
+    failed. At ``timeout`` pytest is interrupted (SIGINT), so it still prints what failed in the tests it ran."""
+    workers = str(max(1, min(14, (os.cpu_count() or 1) - 2)))
     command = [sys.executable, "-m", "pytest", "-n", workers, "-p", "no:benchmark", "-q", "-rfE", "tests/", "rnnjax/"]
     env = {**env, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # pytest's workers share the GPU
     print(f"running the test suite: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     started = time.monotonic()
     with tempfile.TemporaryFile(mode="w+") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+        interrupted = False
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            interrupted = True
+            process.send_signal(signal.SIGINT)  # pytest stops and prints its summary of the tests it ran
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         output.seek(0)
         text = output.read()
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(text)
     result = {
         "command": "XLA_PYTHON_CLIENT_PREALLOCATE=false python " + " ".join(command[1:]),
         "returncode": process.returncode,
         "seconds": round(time.monotonic() - started, 1),
+        **({"interrupted_at_s": timeout} if interrupted else {}),
     }
     return result | pytest_counts(text, f"no summary (timeout {timeout:.0f} s?)")
 
@@ -373,6 +384,7 @@ def pytest_counts(text: str, no_summary: str) -> dict:
 def tests_line(tests: dict) -> str:
     counts = ", ".join(f"{tests[k]} {k}" for k in ("passed", "failed", "errors", "skipped") if k in tests)
     seconds = f" in {tests['seconds']:.0f} s" if "seconds" in tests else ""
+    seconds += f" (interrupted at {tests['interrupted_at_s']:.0f} s)" if "interrupted_at_s" in tests else ""
     return f"`{tests['command']}`: {counts or 'no summary'}{seconds}"
 
 
@@ -570,7 +582,8 @@ def main(argv=None):
     parser.add_argument("--startup-timeout", type=float, default=120, help="seconds for a worker to start")
     parser.add_argument("--tests", action="store_true", help="run the test suite on the device first")
     parser.add_argument("--tests-only", action="store_true", help="run the test suite only")
-    parser.add_argument("--tests-timeout", type=float, default=1200)
+    parser.add_argument("--tests-timeout", type=float, default=1200, help="seconds, then pytest is interrupted")
+    parser.add_argument("--tests-log", type=Path, help="write pytest's whole output here")
     parser.add_argument("--out", type=Path, help="default results/gpu.json (results/gpu_smoke.json: --tiny or CPU)")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -601,7 +614,7 @@ def main(argv=None):
         "rows": [],
     }
     if args.tests or args.tests_only:
-        report["tests"] = run_tests(env, args.tests_timeout)
+        report["tests"] = run_tests(env, args.tests_timeout, args.tests_log)
         print(tests_line(report["tests"]), file=sys.stderr, flush=True)
     if args.tests_only:
         return write(report, args.out, merge_tests=True)
