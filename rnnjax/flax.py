@@ -2,7 +2,7 @@
 
 :class:`RNN` (an ``nnx.Module``) and :class:`LinenRNN` (a ``linen.Module``) run an rnnjax
 cell, ``RNN``, ``Bidirectional`` or ``Stack`` over batch-major inputs ``[*b, t, f]``
-(``[t, f]`` works too) with per-example ``seq_lengths [*b]``, an optional initial carry
+(``[t, f]`` works too) with per-example ``seq_lengths [*b]`` or step masks ``mask [*b, t]``, an optional initial carry
 and ``return_carry``, like Flax's own ``RNN``. The rnnjax params pytree is kept as it is
 inside the module's ``params`` collection (NNX: one ``nnx.Param`` per leaf under the
 ``params`` attribute; Linen: the whole NamedTuple as the param ``"rnn"``), so
@@ -39,7 +39,7 @@ def _has_dropout(layer) -> bool:
     return isinstance(layer, Stack) and (layer.dropout > 0 or any(_has_dropout(sub) for sub in layer.layers))
 
 
-def _run(layer, params: Params, xs, seq_lengths, initial_carry, key: PRNGKey | None) -> tuple[Carry, Array]:
+def _run(layer, params: Params, xs, seq_lengths, initial_carry, key: PRNGKey | None, mask=None) -> tuple[Carry, Array]:
     """``apply_with_carry`` vmapped over the leading axes of ``xs: [*b, t, f]``."""
     xs = jnp.asarray(xs)
     if xs.ndim < 2:
@@ -54,6 +54,11 @@ def _run(layer, params: Params, xs, seq_lengths, initial_carry, key: PRNGKey | N
                 f"seq_lengths: expected shape {batch_shape} (one length per sequence), got {lengths.shape}"
             )
         lengths = lengths.reshape(n)
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        if mask.shape != xs.shape[:-1]:
+            raise ValueError(f"mask: expected shape {xs.shape[:-1]} (one flag per step), got {mask.shape}")
+        mask = mask.reshape(n, xs.shape[-2])
     carry = None
     if initial_carry is not None:
         for leaf in jax.tree_util.tree_leaves(initial_carry):
@@ -64,10 +69,10 @@ def _run(layer, params: Params, xs, seq_lengths, initial_carry, key: PRNGKey | N
         carry = jax.tree_util.tree_map(lambda c: jnp.reshape(c, (n, *jnp.shape(c)[len(batch_shape) :])), initial_carry)
     keys = None if key is None else jax.random.split(key, n)
 
-    def one(x, length, c, k):
-        return layers.apply_with_carry(layer, params, x, c, length=length, key=k)
+    def one(x, length, m, c, k):
+        return layers.apply_with_carry(layer, params, x, c, length=length, mask=m, key=k)
 
-    carry, ys = jax.vmap(one)(xs.reshape(n, *xs.shape[-2:]), lengths, carry, keys)
+    carry, ys = jax.vmap(one)(xs.reshape(n, *xs.shape[-2:]), lengths, mask, carry, keys)
     unbatch = lambda a: a.reshape(*batch_shape, *a.shape[1:])  # noqa: E731
     return jax.tree_util.tree_map(unbatch, carry), unbatch(ys)
 
@@ -143,12 +148,14 @@ class RNN(nnx.Module):
         return_carry: bool = False,
         deterministic: bool | None = None,
         rngs: nnx.Rngs | nnx.RngStream | Array | None = None,
+        mask: Array | None = None,
     ) -> Array | tuple[Carry, Array]:
         """Run the layer over ``xs: [*b, t, f]``.
 
         Args:
           xs: batch-major inputs ``[*b, t, f]`` (or one sequence ``[t, f]``).
           seq_lengths: integer lengths ``[*b]``; outputs past them are zero.
+          mask: booleans ``[*b, t]``, True at valid steps (see :func:`rnnjax.unroll`).
           initial_carry: a carry with leaves ``[*b, h]`` (see :meth:`initial_carry`).
           return_carry: return ``(carry, ys)`` instead of ``ys``.
           deterministic: overrides the attribute (no dropout when True).
@@ -166,7 +173,7 @@ class RNN(nnx.Module):
             if isinstance(stream, nnx.Rngs):
                 stream = stream["dropout"]
             key = stream if isinstance(stream, jax.Array) else stream()
-        carry, ys = _run(self.layer, self.layer_params, xs, seq_lengths, initial_carry, key)
+        carry, ys = _run(self.layer, self.layer_params, xs, seq_lengths, initial_carry, key, mask)
         return (carry, ys) if return_carry else ys
 
 
@@ -206,11 +213,12 @@ class LinenRNN(linen.Module):
         initial_carry: Carry | None = None,
         return_carry: bool = False,
         deterministic: bool | None = None,
+        mask: Array | None = None,
     ) -> Array | tuple[Carry, Array]:
         """Run the layer over ``xs: [*b, t, f]``; see :meth:`RNN.__call__` for the arguments."""
         params = self.param("rnn", lambda key: self.layer.init(key, jnp.shape(xs)[-1]))
         key = None
         if _has_dropout(self.layer) and not linen.merge_param("deterministic", self.deterministic, deterministic):
             key = self.make_rng("dropout")
-        carry, ys = _run(self.layer, params, xs, seq_lengths, initial_carry, key)
+        carry, ys = _run(self.layer, params, xs, seq_lengths, initial_carry, key, mask)
         return (carry, ys) if return_carry else ys

@@ -1,5 +1,5 @@
 """Sequence layers: what is not a cell. Each has ``init(key, input_size) -> params``
-and ``apply(params, xs, *, length=None, key=None) -> ys`` on ONE sequence ``xs: [t, f]``
+and ``apply(params, xs, *, length=None, mask=None, key=None) -> ys`` on ONE sequence ``xs: [t, f]``
 (batch with :func:`jax.vmap`), and an ``output_size``.
 
 ``StackedCell`` is the step-wise form of a stack: a cell, for decoding.
@@ -30,6 +30,8 @@ class RNN:
         None: the backend's choice (see :func:`rnnjax.unroll`).
       remat: checkpoint the time loop (``sqrt(t)`` memory for BPTT).
       parallel: associative scan, for linear-recurrence cells.
+      masked_output: the output at a masked or padded step: ``"zeros"``, or ``"last"``
+        (the last valid step's output, as Keras; see :func:`rnnjax.unroll`).
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -45,6 +47,10 @@ class RNN:
     hoist: bool | None = None
     remat: bool = False
     parallel: bool = False
+    masked_output: str = "zeros"
+
+    def __post_init__(self):
+        checks.masked_output(self.masked_output)
 
     @property
     def output_size(self) -> int:
@@ -59,9 +65,16 @@ class RNN:
         return self.cell.initial_carry(params, batch_shape)
 
     def apply_with_carry(
-        self, params: Params, xs: Array, carry: Carry | None = None, *, length=None, key: PRNGKey | None = None
+        self,
+        params: Params,
+        xs: Array,
+        carry: Carry | None = None,
+        *,
+        length=None,
+        mask: Array | None = None,
+        key: PRNGKey | None = None,
     ) -> tuple[Carry, Array]:
-        """``(carry, ys)`` for ``xs: [t, f]`` from an optional initial carry.
+        """``(carry, ys)`` for ``xs: [t, f]`` from an optional initial carry; ``mask: [t]`` (True: valid step).
 
         Example:
             >>> layer = RNN(__import__("rnnjax").LSTMCell(4))
@@ -81,14 +94,19 @@ class RNN:
             hoist=self.hoist,
             remat=self.remat,
             parallel=self.parallel,
+            mask=mask,
+            masked_output=self.masked_output,
         )
 
-    def apply(self, params: Params, xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
-        """Outputs ``ys: [t, o]`` for ``xs: [t, f]``; zeros at steps ``>= length``.
+    def apply(
+        self, params: Params, xs: Array, *, length=None, mask: Array | None = None, key: PRNGKey | None = None
+    ) -> Array:
+        """Outputs ``ys: [t, o]`` for ``xs: [t, f]``; zeros at steps ``>= length`` and where ``mask`` is False
+        (or the last valid output, ``masked_output="last"``).
 
         ``key`` is accepted for a uniform layer signature and unused.
         """
-        return self.apply_with_carry(params, xs, length=length)[1]
+        return self.apply_with_carry(params, xs, length=length, mask=mask)[1]
 
 
 def _init_chain(parts, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
@@ -157,9 +175,10 @@ class BidirectionalParams(NamedTuple):
 class Bidirectional:
     """Two RNNs over the same sequence, one forward and one backward, outputs merged.
 
-    With ``length``, the backward direction starts at each sequence's last valid step
-    (not at the padding), as torch's packed sequences and Keras' masking do; outputs
-    past ``length`` are zero in both directions.
+    With ``length`` (or a ``mask``), the backward direction starts at each sequence's last
+    valid step (not at the padding), as torch's packed sequences and Keras' masking do;
+    outputs at padded steps are zero in both directions (unless the directions' ``RNN``
+    layers say ``masked_output="last"``).
 
     Args:
       forward: a cell or an ``RNN`` layer run forward.
@@ -215,7 +234,14 @@ class Bidirectional:
         )
 
     def apply_with_carry(
-        self, params: BidirectionalParams, xs: Array, carry=None, *, length=None, key: PRNGKey | None = None
+        self,
+        params: BidirectionalParams,
+        xs: Array,
+        carry=None,
+        *,
+        length=None,
+        mask: Array | None = None,
+        key: PRNGKey | None = None,
     ) -> tuple[tuple[Carry, Carry], Array]:
         """``((forward carry, backward carry), ys)``: each direction's carry after its last valid step.
 
@@ -230,13 +256,21 @@ class Bidirectional:
             ((6, 8), True, True)
         """
         carry_f, carry_b = (None, None) if carry is None else carry
-        carry_f, ys_f = self.forward.apply_with_carry(params.forward, xs, carry_f, length=length)
-        carry_b, ys_b = self.backward.apply_with_carry(params.backward, xs, carry_b, length=length)
+        carry_f, ys_f = self.forward.apply_with_carry(params.forward, xs, carry_f, length=length, mask=mask)
+        carry_b, ys_b = self.backward.apply_with_carry(params.backward, xs, carry_b, length=length, mask=mask)
         return (carry_f, carry_b), self.merge_outputs(ys_f, ys_b)
 
-    def apply(self, params: BidirectionalParams, xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
+    def apply(
+        self,
+        params: BidirectionalParams,
+        xs: Array,
+        *,
+        length=None,
+        mask: Array | None = None,
+        key: PRNGKey | None = None,
+    ) -> Array:
         """Merged outputs ``[t, o]`` for ``xs: [t, f]``."""
-        return self.apply_with_carry(params, xs, length=length)[1]
+        return self.apply_with_carry(params, xs, length=length, mask=mask)[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,7 +317,14 @@ class Stack:
         return tuple(layer.initial_carry(p, batch_shape) for layer, p in zip(self.layers, params, strict=True))
 
     def apply_with_carry(
-        self, params: tuple[Params, ...], xs: Array, carry=None, *, length=None, key: PRNGKey | None = None
+        self,
+        params: tuple[Params, ...],
+        xs: Array,
+        carry=None,
+        *,
+        length=None,
+        mask: Array | None = None,
+        key: PRNGKey | None = None,
     ) -> tuple[tuple, Array]:
         """``(carries, ys)``: each layer's carry after its last valid step, and the last layer's outputs.
 
@@ -307,15 +348,24 @@ class Stack:
         layer_keys, dropout_keys = keys[:n], keys[n:]
         out = []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
-            c, xs = layer.apply_with_carry(p, xs, carries[i], length=length, key=layer_keys[i])
+            c, xs = layer.apply_with_carry(p, xs, carries[i], length=length, mask=mask, key=layer_keys[i])
             out.append(c)
             if i < n - 1:
                 xs = dropout(xs, self.dropout, dropout_keys[i])
         return tuple(out), xs
 
-    def apply(self, params: tuple[Params, ...], xs: Array, *, length=None, key: PRNGKey | None = None) -> Array:
-        """Outputs of the last layer ``[t, o]``; dropout between layers when ``key`` is given."""
-        return self.apply_with_carry(params, xs, length=length, key=key)[1]
+    def apply(
+        self,
+        params: tuple[Params, ...],
+        xs: Array,
+        *,
+        length=None,
+        mask: Array | None = None,
+        key: PRNGKey | None = None,
+    ) -> Array:
+        """Outputs of the last layer ``[t, o]``; dropout between layers when ``key`` is given; every layer
+        gets the same ``length`` and ``mask``."""
+        return self.apply_with_carry(params, xs, length=length, mask=mask, key=key)[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,6 +433,72 @@ class StackedCell:
         return self.recur(params, carry, self.project(params, x))
 
 
+@dataclasses.dataclass(frozen=True)
+class Masking:
+    """A layer whose steps are masked where every feature equals ``mask_value``, as ``keras.layers.Masking``.
+
+    ``mask[t] = any(xs[t] != mask_value)``, combined (and) with a ``mask`` given to ``apply``, is
+    passed to ``layer`` with ``length``: the masked steps keep the carry (see :func:`rnnjax.unroll`).
+
+    Args:
+      layer: a cell (run as ``RNN``) or a sequence layer.
+      mask_value: the feature value that marks a padded step.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> layer = rj.layers.Masking(rj.RNN(rj.GRUCell(4), masked_output="last"))
+        >>> params = layer.init(jax.random.key(0), 3)
+        >>> xs = jnp.ones((5, 3)).at[0].set(0.0).at[3].set(0.0)  # steps 0 and 3 are padding
+        >>> ys = layer.apply(params, xs)
+        >>> float(jnp.abs(ys[0]).max()), bool(jnp.all(ys[3] == ys[2]))
+        (0.0, True)
+    """
+
+    layer: Any
+    mask_value: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "layer", as_layer(self.layer))
+
+    @property
+    def output_size(self) -> int:
+        return self.layer.output_size
+
+    def init(self, key: PRNGKey, input_size: int) -> Params:
+        """The wrapped layer's params."""
+        return self.layer.init(key, input_size)
+
+    def initial_carry(self, params: Params, batch_shape: Shape = ()) -> Carry:
+        """The wrapped layer's initial carry."""
+        return self.layer.initial_carry(params, batch_shape)
+
+    def step_mask(self, xs: Array, mask: Array | None = None) -> Array:
+        """``[t]`` booleans: the steps with a feature other than ``mask_value`` (and ``mask``)."""
+        xs = checks.sequence(xs, None, "xs")
+        valid = jnp.any(xs != self.mask_value, axis=-1)
+        mask = checks.step_mask(mask, xs.shape[0])
+        return valid if mask is None else valid & mask
+
+    def apply_with_carry(
+        self,
+        params: Params,
+        xs: Array,
+        carry: Carry | None = None,
+        *,
+        length=None,
+        mask: Array | None = None,
+        key: PRNGKey | None = None,
+    ) -> tuple[Carry, Array]:
+        """The wrapped layer's ``(carry, ys)`` with the steps of ``mask_value`` masked."""
+        return self.layer.apply_with_carry(params, xs, carry, length=length, mask=self.step_mask(xs, mask), key=key)
+
+    def apply(
+        self, params: Params, xs: Array, *, length=None, mask: Array | None = None, key: PRNGKey | None = None
+    ) -> Array:
+        """The wrapped layer's outputs with the steps of ``mask_value`` masked."""
+        return self.apply_with_carry(params, xs, length=length, mask=mask, key=key)[1]
+
+
 # --- any cell or layer ---------------------------------------------------------------------------
 
 
@@ -412,7 +528,14 @@ def initial_carry(layer, params: Params, batch_shape: Shape = ()) -> Carry:
 
 
 def apply_with_carry(
-    layer, params: Params, xs: Array, carry: Carry | None = None, *, length=None, key: PRNGKey | None = None
+    layer,
+    params: Params,
+    xs: Array,
+    carry: Carry | None = None,
+    *,
+    length=None,
+    mask: Array | None = None,
+    key: PRNGKey | None = None,
 ) -> tuple[Carry, Array]:
     """``layer.apply`` that also takes and returns the carries: ``(carry, ys)`` for one sequence.
 
@@ -427,6 +550,7 @@ def apply_with_carry(
       xs: one sequence ``[t, f]``.
       carry: the initial carry (nested as :func:`initial_carry`), or None for the default.
       length: number of valid steps, a scalar in ``[0, t]``.
+      mask: ``[t]`` booleans, True at valid steps (see :func:`rnnjax.unroll`).
       key: PRNG key for a ``Stack``'s dropout between layers (None: no dropout).
 
     Returns:
@@ -440,4 +564,4 @@ def apply_with_carry(
         >>> ys.shape, bool(jnp.allclose(fwd.h, ys[3, :4])), bool(jnp.allclose(bwd.h, ys[0, 4:]))
         ((6, 8), True, True)
     """
-    return as_layer(layer).apply_with_carry(params, xs, carry, length=length, key=key)
+    return as_layer(layer).apply_with_carry(params, xs, carry, length=length, mask=mask, key=key)

@@ -68,9 +68,19 @@ def _linear_step(params: Params, carry: Carry, coefficients: tuple[Array, Array]
 
 
 def _scan(
-    cell: Cell, params: Params, carry: Carry, xs: Array, valid: Array | None, reverse: bool, unroll: int, hoist: bool
+    cell: Cell,
+    params: Params,
+    carry: Carry,
+    xs: Array,
+    valid: Array | None,
+    reverse: bool,
+    unroll: int,
+    hoist: bool,
+    last_output: Array | None = None,
 ):
-    """Scan ``cell`` over ``xs: [t, f]``; steps where ``valid`` is False keep the carry and emit zeros."""
+    """Scan ``cell`` over ``xs: [t, f]``; steps where ``valid`` is False keep the carry and emit zeros, or,
+    given ``last_output`` (the output before the first step), repeat the last valid step's output.
+    Returns ``(carry, ys)``, and with ``last_output`` ``((carry, last_output), ys)``."""
     if not hoist:
         inputs, body_fn = xs, cell.step
     elif isinstance(cell, LinearRecurrenceCell):
@@ -84,10 +94,19 @@ def _scan(
         new_carry, y = body_fn(params, carry, x)
         return _masked(ok, new_carry, carry), _masked(ok, y, jnp.zeros_like(y))
 
-    return lax.scan(body, carry, (inputs, valid), reverse=reverse, unroll=unroll)
+    def body_repeating_last(carry_and_last, inp):
+        carry, last = carry_and_last
+        x, ok = inp
+        new_carry, y = body_fn(params, carry, x)
+        y = _masked(ok, y, last)
+        return (_masked(ok, new_carry, carry), y), y
+
+    if last_output is None:
+        return lax.scan(body, carry, (inputs, valid), reverse=reverse, unroll=unroll)
+    return lax.scan(body_repeating_last, (carry, last_output), (inputs, valid), reverse=reverse, unroll=unroll)
 
 
-def _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist):
+def _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist, last_output=None):
     """Two-level scan, checkpointed per chunk of ``ceil(sqrt(t))`` steps.
 
     The backward pass keeps only the carries at chunk boundaries and recomputes one
@@ -105,18 +124,22 @@ def _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist):
 
     @jax.checkpoint
     def run_chunk(carry, chunk_inputs):
-        return _scan(cell, params, carry, *chunk_inputs, reverse, min(unroll, chunk), hoist)
+        if last_output is None:
+            return _scan(cell, params, carry, *chunk_inputs, reverse, min(unroll, chunk), hoist)
+        return _scan(cell, params, carry[0], *chunk_inputs, reverse, min(unroll, chunk), hoist, carry[1])
 
-    carry, ys = lax.scan(run_chunk, carry, (xs, valid), reverse=reverse)
+    init = carry if last_output is None else (carry, last_output)
+    carry, ys = lax.scan(run_chunk, init, (xs, valid), reverse=reverse)
     return carry, ys.reshape(num_chunks * chunk, *ys.shape[2:])[:num_steps]
 
 
-def _parallel_scan(cell, params, carry, xs, valid, reverse):
+def _parallel_scan(cell, params, carry, xs, valid, reverse, repeat_last=False):
     """``h_t = a_t h_{t-1} + b_t`` for all t at once with an associative scan.
 
     Composing two steps gives another affine step: applying ``(a1, b1)`` then ``(a2, b2)``
     is ``(a1 a2, a2 b1 + b2)``. The scan of these pairs gives, for every t, the map
-    ``h_0 -> h_t = A_t h_0 + B_t``.
+    ``h_0 -> h_t = A_t h_0 + B_t``. A masked step keeps ``h``, so with ``repeat_last`` its output
+    ``h_t`` is the last valid step's (zeros before the first valid step).
     """
     a, b = cell.coefficients(params, cell.project(params, xs))
     if valid is not None:  # past the length: h_t = h_{t-1} (a = 1, b = 0)
@@ -132,8 +155,10 @@ def _parallel_scan(cell, params, carry, xs, valid, reverse):
     h0 = carry.h.astype(a.dtype)
     hs = cum_a * h0 + cum_b
     last = hs[0] if reverse else hs[-1]
-    ys = hs if valid is None else jnp.where(valid[:, None], hs, jnp.zeros_like(hs))
-    return type(carry)(last), ys
+    if valid is not None:
+        ys_valid = masks.seen_valid(valid, reverse) if repeat_last else valid
+        hs = masks.zero_invalid(hs, ys_valid)
+    return type(carry)(last), hs
 
 
 def _carry_dtype_like_step(cell: Cell, params: Params, carry: Carry, x: Array) -> Carry:
@@ -155,6 +180,8 @@ def unroll(
     hoist: bool | None = None,
     remat: bool = False,
     parallel: bool = False,
+    mask: Array | None = None,
+    masked_output: str = "zeros",
 ) -> tuple[Carry, Array]:
     """Run ``cell`` over one sequence: ``carry, ys = scan(cell.step, carry, xs)``.
 
@@ -168,6 +195,7 @@ def unroll(
         the carry unchanged and give zero outputs. None means ``t``.
       reverse: run from the last valid step back to the first. With ``length``, only
         the valid prefix ``xs[:n]`` is reversed. ``ys[i]`` always belongs to ``xs[i]``.
+        (Keras' ``go_backwards=True`` returns them in processing order, ``ys[::-1]``.)
       unroll: how many steps each scan iteration runs (``lax.scan``'s ``unroll``); None
         takes the backend's measured factor (:func:`default_unroll`: 1 on CPU, 32 on GPU),
         at most ``t``.
@@ -178,6 +206,13 @@ def unroll(
         memory of BPTT grows as ``sqrt(t)`` (one extra forward pass in the backward).
       parallel: run a linear-recurrence cell (``MinGRUCell``, ``MinLSTMCell``) as a
         :func:`jax.lax.associative_scan`, parallel over time; same result.
+      mask: ``[t]`` booleans, True where the step is valid; a masked step leaves the carry
+        unchanged, wherever it is (holes, left padding). With ``length``, a step counts only
+        if it is before ``length`` and unmasked. None: every step (up to ``length``).
+      masked_output: the output at a masked step (or one ``>= length``): ``"zeros"`` (the
+        default), or ``"last"``, the output of the last valid step before it in processing
+        order, and zeros before the first (Keras' masking). With ``"last"``, ``ys[-1]`` (``ys[0]``
+        with ``reverse``) is the last valid step's output, Keras' ``return_sequences=False``.
 
     Returns:
       ``(carry, ys)``: the carry after the last valid step and the outputs ``ys: [t, o]``.
@@ -193,11 +228,17 @@ def unroll(
         >>> _, ys = jax.vmap(rj.unroll, (None, None, 0))(cell, params, batch)
         >>> ys.shape
         (4, 10, 16)
+        >>> left_padded = jnp.arange(10) >= 3  # steps 0-2 are padding
+        >>> _, ys = rj.unroll(cell, params, jnp.ones((10, 8)), mask=left_padded, masked_output="last")
+        >>> float(jnp.abs(ys[:3]).max()), bool(jnp.all(ys[-1] == ys[9]))
+        (0.0, True)
     """
     cell.check_params(params)
     xs = checks.sequence(xs, cell.input_size(params), "xs")
     num_steps = xs.shape[0]
     length = checks.length(length, num_steps)
+    mask = checks.step_mask(mask, num_steps)
+    checks.masked_output(masked_output)
     if unroll is None:
         unroll = default_unroll(num_steps)
     checks.positive_int(unroll, "unroll")
@@ -219,10 +260,16 @@ def unroll(
         ys = jax.eval_shape(cell.step, params, carry, jnp.zeros(xs.shape[1:], xs.dtype))[1]
         return carry, jnp.zeros((0, *ys.shape), ys.dtype)
     carry = _carry_dtype_like_step(cell, params, carry, xs[0])
-    valid = None if length is None else masks.valid_mask(length, num_steps)
+    valid = masks.valid_steps(num_steps, length, mask)
+    repeat_last = masked_output == "last" and valid is not None
 
     if parallel:
-        return _parallel_scan(cell, params, carry, xs, valid, reverse)
-    if remat:
-        return _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist)
-    return _scan(cell, params, carry, xs, valid, reverse, unroll, hoist)
+        return _parallel_scan(cell, params, carry, xs, valid, reverse, repeat_last)
+    scan = _remat_scan if remat else _scan
+    if not repeat_last:
+        return scan(cell, params, carry, xs, valid, reverse, unroll, hoist)
+    y_shape = jax.eval_shape(cell.step, params, carry, xs[0])[1]
+    (carry, _), ys = scan(
+        cell, params, carry, xs, valid, reverse, unroll, hoist, jnp.zeros(y_shape.shape, y_shape.dtype)
+    )
+    return carry, ys

@@ -86,6 +86,13 @@ def test_default_carry_unbatched_and_extra_batch_axes():
     assert model.initial_carry((B,)).h.shape == (B, H)
     with pytest.raises(ValueError, match=r"seq_lengths: expected shape \(3,\)"):
         model(XS, seq_lengths=LENGTHS[:2])
+    step_masks = np.random.default_rng(2).random((B, T)) < 0.6  # holes anywhere
+    by_layer = jax.vmap(lambda x, m: layer.apply(params, x, mask=m))(XS, step_masks)
+    np.testing.assert_allclose(model(XS, mask=step_masks), by_layer, **TOL)
+    linen_model = rjflax.LinenRNN(layer)
+    np.testing.assert_allclose(linen_model.apply({"params": {"rnn": params}}, XS, mask=step_masks), by_layer, **TOL)
+    with pytest.raises(ValueError, match=r"mask: expected shape \(3, 6\)"):
+        model(XS, mask=step_masks[:, :2])
     with pytest.raises(ValueError, match=r"xs: expected batch-major inputs"):
         model(XS[0, 0])
     with pytest.raises(ValueError, match="initial_carry: expected leaves with leading batch shape"):

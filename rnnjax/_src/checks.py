@@ -153,13 +153,14 @@ def features(x, input_size: int, name: str) -> None:
         )
 
 
-def sequence(xs, input_size: int, name: str = "xs"):
-    """A single sequence ``[t, f]`` of floats with ``f == input_size``."""
+def sequence(xs, input_size: int | None, name: str = "xs"):
+    """A single sequence ``[t, f]`` of floats with ``f == input_size`` (any ``f`` if None)."""
     xs = floating(xs, name)
     if xs.ndim != 2:
         hint = " (one sequence; batch with jax.vmap)" if xs.ndim == 3 else ""
-        raise ValueError(f"{name}: expected shape [t, {input_size}]{hint}, got shape {tuple(xs.shape)}")
-    features(xs, input_size, name)
+        raise ValueError(f"{name}: expected shape [t, {input_size or 'f'}]{hint}, got shape {tuple(xs.shape)}")
+    if input_size is not None:
+        features(xs, input_size, name)
     if is_checking():
         value_check(jnp.all(jnp.isfinite(xs)), f"{name}: expected finite values, got NaN or inf")
     return xs
@@ -189,6 +190,31 @@ def length(length, num_steps: int, name: str = "length"):
     elif is_checking():
         value_check((arr >= 0) & (arr <= num_steps), f"{name}: expected 0 <= {name} <= {num_steps}")
     return arr.astype(jnp.int32)
+
+
+def step_mask(mask, num_steps: int, name: str = "mask"):
+    """``None``, or a boolean ``[num_steps]`` (True: the step is valid); 0/1 integers are taken as booleans."""
+    if mask is None:
+        return None
+    arr = jnp.asarray(mask)
+    if arr.dtype != jnp.bool_ and not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise TypeError(f"{name}: expected booleans (True: a valid step), got dtype {arr.dtype}")
+    if arr.shape != (num_steps,):
+        raise ValueError(
+            f"{name}: expected shape ({num_steps},) (one flag per step of one sequence; vmap over a batch "
+            f"of masks), got shape {tuple(arr.shape)}"
+        )
+    return arr.astype(bool)
+
+
+def masked_output(value: str) -> str:
+    """``"zeros"`` or ``"last"``: what a sequence layer outputs at a masked step."""
+    if value not in ("zeros", "last"):
+        raise ValueError(
+            f"masked_output: expected 'zeros' (zero outputs at masked steps) or 'last' (the last valid step's "
+            f"output, as Keras), got {value!r}"
+        )
+    return value
 
 
 def same_structure(given, expected, name: str) -> None:

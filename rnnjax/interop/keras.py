@@ -1,5 +1,6 @@
 """Keras 3: ``SimpleRNN``/``LSTM``/``GRU`` layers (and ``RNN`` over their cells, ``Bidirectional``)."""
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from rnnjax.cells import (
     LSTMParams,
 )
 from rnnjax.interop import common
-from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack, as_layer
+from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Masking, Stack, as_layer
 from rnnjax.typing import Params
 
 # --- Keras ---------------------------------------------------------------------------------------
@@ -34,7 +35,7 @@ def _keras_activation(fn) -> str:
 
 _KERAS_SUPPORTED = (
     "SimpleRNN, LSTM, GRU, RNN(SimpleRNNCell | LSTMCell | GRUCell), a Bidirectional of them, "
-    "or a list of them (a Stack)"
+    "or a list of them (a Stack), optionally after a Masking layer, or a keras.Sequential of those"
 )
 
 
@@ -55,6 +56,8 @@ def _check_keras_supported(layer) -> None:
         hint = "; for stacked cells pass a list of layers, e.g. [keras.layers.LSTM(...), keras.layers.LSTM(...)]"
     elif isinstance(layer, layers[1:]) or isinstance(cell, cells):  # a user's subclass of Keras' own
         hint = "; a subclass of a Keras layer or cell may compute something else, so it is not converted"
+    elif isinstance(layer, keras.layers.Masking):
+        hint = "; a Masking layer is converted only as the first layer of the list"
     raise NotImplementedError(f"layer: rnnjax converts Keras {_KERAS_SUPPORTED}; got {got} ({layer.name}){hint}")
 
 
@@ -95,7 +98,8 @@ def _from_keras_rnn(layer, dtype) -> tuple[RNN, Params]:
                 params = GRUParams(w_i, w_h, common.swap_first_two_gates(b), common.swap_first_two_gates(b_h))
             else:
                 params = GRUParams(w_i, w_h, zeros if bias is None else common.swap_first_two_gates(bias))
-    return RNN(ours, reverse=bool(layer.go_backwards)), common.jax_tree(params)
+    # a Keras RNN repeats its last valid output at masked steps
+    return RNN(ours, reverse=bool(layer.go_backwards), masked_output="last"), common.jax_tree(params)
 
 
 def from_keras(layer, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
@@ -109,17 +113,20 @@ def from_keras(layer, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     splits into ``b`` (row 0, input) and ``b_h`` (row 1, recurrent).
 
     The rnnjax layer returns the whole sequence (as ``return_sequences=True``): take
-    ``ys[n - 1]`` for Keras' last output. Where Keras masks steps (a ``mask`` after the
-    valid steps, as rnnjax's ``length``), a plain Keras RNN repeats its last output, rnnjax
-    gives zeros (a Keras ``Bidirectional`` gives zeros too); carries and valid outputs are
-    equal.
+    ``ys[-1]`` for Keras' last output (``ys[0]`` for ``go_backwards``). Keras' ``mask=`` is
+    rnnjax's ``mask=`` (``[t]`` booleans per sequence; holes and left padding too), and a
+    ``keras.layers.Masking`` first in the list becomes :class:`rnnjax.layers.Masking`. At
+    masked steps a plain Keras RNN repeats its last valid output, so its rnnjax ``RNN`` has
+    ``masked_output="last"``; a Keras ``Bidirectional`` gives zeros there, and so does its
+    rnnjax ``Bidirectional``.
     ``go_backwards=True`` becomes ``RNN(reverse=True)``, whose ``ys[i]`` belongs to
     ``xs[i]``, where Keras returns them in processing order (``ys[::-1]``). Dropout
     settings are training-only and are not converted.
 
     Args:
       layer: a built Keras ``SimpleRNN``, ``LSTM``, ``GRU``, ``RNN`` of one of their cells,
-        or ``Bidirectional`` of them; or a list of those (a stack).
+        or ``Bidirectional`` of them; or a list of those (a stack), optionally starting with a
+        ``Masking`` layer; or a ``keras.Sequential`` of those.
       dtype: dtype of the params (float32); None keeps Keras' dtype.
 
     Returns:
@@ -140,9 +147,16 @@ def from_keras(layer, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     """
     import keras
 
+    if isinstance(layer, keras.Sequential):
+        layer = list(layer.layers)
     if isinstance(layer, Sequence) and not isinstance(layer, str):
         if not layer:
             raise ValueError("layer: expected at least one Keras layer, got an empty list")
+        if type(layer[0]) is keras.layers.Masking:
+            if len(layer) == 1:
+                raise ValueError("layer: a Masking layer needs a recurrent layer after it")
+            inner, params = from_keras(layer[1:] if len(layer) > 2 else layer[1], dtype=dtype)
+            return Masking(inner, mask_value=float(layer[0].mask_value)), params
         parts = [from_keras(sub, dtype=dtype) for sub in layer]
         return Stack([p[0] for p in parts]), tuple(p[1] for p in parts)
     if type(layer) is keras.layers.Bidirectional:
@@ -150,8 +164,10 @@ def from_keras(layer, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
             raise ValueError(f"layer: merge_mode={layer.merge_mode!r} has no rnnjax equivalent (one output only)")
         if layer.forward_layer.go_backwards:
             raise ValueError("layer: the forward layer of a Bidirectional must not go backwards")
-        fwd, p_fwd = _from_keras_rnn(layer.forward_layer, dtype)
-        bwd, p_bwd = _from_keras_rnn(layer.backward_layer, dtype)
+        (fwd, p_fwd), (bwd, p_bwd) = (
+            _from_keras_rnn(sub, dtype) for sub in (layer.forward_layer, layer.backward_layer)
+        )
+        fwd, bwd = (dataclasses.replace(sub, masked_output="zeros") for sub in (fwd, bwd))  # Keras zeroes masked steps
         return Bidirectional(fwd, bwd, merge=_KERAS_MERGES[layer.merge_mode]), BidirectionalParams(p_fwd, p_bwd)
     return _from_keras_rnn(layer, dtype)
 

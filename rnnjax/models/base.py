@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax._src import checks
+from rnnjax._src import checks, masks
 from rnnjax._src.dropout import dropout
 from rnnjax.cells import accumulation_dtype
 from rnnjax.heads import Dense, Embedding
@@ -103,26 +103,24 @@ class Final(NamedTuple):
     """What one direction of the encoder's top layer ends with."""
 
     carry: Carry  # the carry after the direction's last valid step
-    output: Array  # [o] that step's output: at length - 1 going forward, at 0 going backward
+    output: Array  # [o] that step's output: at the last valid step going forward, the first going backward
 
 
-def final_output(ys: Array, length: Array | None, reverse: bool) -> Array:
-    if reverse:
-        return ys[0]
-    if length is None:
-        return ys[-1]
-    return ys[jnp.maximum(length - 1, 0)]  # length 0: ys is all zeros
+def final_output(ys: Array, length: Array | None, mask: Array | None, reverse: bool) -> Array:
+    """The output of the step a direction processes last among the valid ones (zeros if none is valid)."""
+    valid = masks.valid_steps(ys.shape[0], length, mask)
+    return ys[masks.last_valid_index(valid, ys.shape[0], reverse)]
 
 
-def run_encoder(layer, params: Params, xs: Array, length: Array | None, key: PRNGKey | None):
-    """``layer.apply(params, xs, length=length, key=key)``, and the final carry and output of each
+def run_encoder(layer, params: Params, xs: Array, length: Array | None, key: PRNGKey | None, mask=None):
+    """``layer.apply(params, xs, length=length, mask=mask, key=key)``, and the final carry and output of each
     direction of the top layer: ``(ys [t, o], (final,))`` or ``(ys, (forward_final, backward_final))``."""
     if isinstance(layer, RNN):
-        carry, ys = layer.apply_with_carry(params, xs, length=length)
-        return ys, (Final(carry, final_output(ys, length, layer.reverse)),)
+        carry, ys = layer.apply_with_carry(params, xs, length=length, mask=mask)
+        return ys, (Final(carry, final_output(ys, length, mask, layer.reverse)),)
     if isinstance(layer, Bidirectional):
-        ys_f, finals_f = run_encoder(layer.forward, params.forward, xs, length, None)
-        ys_b, finals_b = run_encoder(layer.backward, params.backward, xs, length, None)
+        ys_f, finals_f = run_encoder(layer.forward, params.forward, xs, length, None, mask)
+        ys_b, finals_b = run_encoder(layer.backward, params.backward, xs, length, None, mask)
         return layer.merge_outputs(ys_f, ys_b), finals_f + finals_b
     # A Stack: what Stack.apply does (same keys, same dropout between layers), keeping the top's finals.
     n = len(layer.layers)
@@ -130,8 +128,8 @@ def run_encoder(layer, params: Params, xs: Array, length: Array | None, key: PRN
         raise ValueError(f"params: expected {n} layer params, got {len(params)}")
     keys = [None] * (2 * n) if key is None else list(jax.random.split(key, 2 * n))
     for i, (sub, p) in enumerate(zip(layer.layers[:-1], params[:-1], strict=True)):
-        xs = dropout(sub.apply(p, xs, length=length, key=keys[i]), layer.dropout, keys[n + i])
-    return run_encoder(layer.layers[-1], params[-1], xs, length, keys[n - 1])
+        xs = dropout(sub.apply(p, xs, length=length, mask=mask, key=keys[i]), layer.dropout, keys[n + i])
+    return run_encoder(layer.layers[-1], params[-1], xs, length, keys[n - 1], mask)
 
 
 def top(layer):

@@ -95,20 +95,22 @@ class SequenceClassifier(base.Dtypes):
         encoder = self.encoder.init(k_encoder, self.input_size)
         return ClassifierParams(embed, encoder, self._head(self.num_classes).init(k_head, self.encoder.output_size))
 
-    def _pool(self, ys: Array, finals: tuple[base.Final, ...], length: Array | None) -> Array:
+    def _pool(self, ys: Array, finals: tuple[base.Final, ...], valid: Array | None) -> Array:
         if self.pooling == "last":
             top = base.top(self.encoder)
             if isinstance(top, Bidirectional):
                 return top.merge_outputs(finals[0].output, finals[1].output)
             return finals[0].output
-        valid = masks.valid_mask(length, ys.shape[0])[:, None]
+        valid = jnp.ones(ys.shape[:1], bool)[:, None] if valid is None else valid[:, None]
         if self.pooling == "mean":
             count = jnp.maximum(jnp.sum(valid), 1).astype(ys.dtype)
             return jnp.sum(jnp.where(valid, ys, jnp.zeros_like(ys)), axis=0) / count
         biggest = jnp.max(jnp.where(valid, ys, jnp.finfo(ys.dtype).min), axis=0)
         return jnp.where(jnp.any(valid), biggest, jnp.zeros_like(biggest))
 
-    def apply(self, params: ClassifierParams, xs: Array, length=None, key: PRNGKey | None = None) -> Array:
+    def apply(
+        self, params: ClassifierParams, xs: Array, length=None, key: PRNGKey | None = None, *, mask=None
+    ) -> Array:
         """Class logits for one sequence.
 
         Args:
@@ -116,6 +118,8 @@ class SequenceClassifier(base.Dtypes):
           xs: ``[t, f]`` floats, or integer token ids ``[t]`` when ``vocab_size`` is set.
           length: valid steps ``n`` (scalar); later steps are ignored. None: all ``t``.
           key: PRNG key for the encoder's dropout (a ``Stack`` with ``dropout``); None: none.
+          mask: ``[t]`` booleans, True at valid steps (holes, left padding); the masked steps are
+            skipped by the encoder and the pooling. With ``length``, both apply.
 
         Returns:
           ``logits: [l]``.
@@ -129,8 +133,10 @@ class SequenceClassifier(base.Dtypes):
         """
         xs = base.inputs(xs, params.embed, self.vocab_size, self.input_size)
         length = checks.length(length, xs.shape[0])
-        ys, finals = base.run_encoder(self.encoder, params.encoder, xs, length, key)
-        return self._head(self.num_classes).apply(params.head, self._pool(ys, finals, length))
+        mask = checks.step_mask(mask, xs.shape[0])
+        ys, finals = base.run_encoder(self.encoder, params.encoder, xs, length, key, mask)
+        valid = masks.valid_steps(xs.shape[0], length, mask)
+        return self._head(self.num_classes).apply(params.head, self._pool(ys, finals, valid))
 
 
 # ----------------------------------------------------------------------------- many-to-many

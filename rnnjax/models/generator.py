@@ -138,7 +138,7 @@ class ConditionedGenerator(base.Dtypes):
         features = jnp.broadcast_to(features.astype(xs.dtype), (*xs.shape[:-1], self.feature_size))
         return jnp.concatenate([xs, features], axis=-1)
 
-    def apply(self, params: GeneratorParams, features: Array, tokens: Array, length=None) -> Array:
+    def apply(self, params: GeneratorParams, features: Array, tokens: Array, length=None, *, mask=None) -> Array:
         """Next-token logits at every step, with teacher forcing.
 
         Args:
@@ -146,9 +146,10 @@ class ConditionedGenerator(base.Dtypes):
           features: the condition ``[d]``.
           tokens: integer ids ``[t]`` (usually starting with a begin-of-sequence id).
           length: valid steps ``n`` (scalar). None: all ``t``.
+          mask: ``[t]`` booleans, True at valid steps; masked steps keep the carry.
 
         Returns:
-          ``logits: [t, v]``; zeros at steps ``>= length``.
+          ``logits: [t, v]``; zeros at steps ``>= length`` and where ``mask`` is False.
 
         Example:
             >>> import rnnjax as rj
@@ -160,9 +161,11 @@ class ConditionedGenerator(base.Dtypes):
         carry = self.initial_carry(params, features)
         tokens = checks.token_sequence(tokens, "tokens", self.vocab_size)
         length = checks.length(length, tokens.shape[0])
+        mask = checks.step_mask(mask, tokens.shape[0])
         xs = self._inputs(params, tokens, carry.features)
-        _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length, hoist=self.hoist)
-        return masks.zero_past(self._head(self.vocab_size).apply(params.head, ys), length)
+        _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length, mask=mask, hoist=self.hoist)
+        logits = self._head(self.vocab_size).apply(params.head, ys)
+        return masks.zero_invalid(logits, masks.valid_steps(tokens.shape[0], length, mask))
 
     def step_fn(self, params: GeneratorParams, carry: GeneratorCarry, token: Array) -> tuple[GeneratorCarry, Array]:
         """One decoding step: feed ``token``, get the logits of the next one.

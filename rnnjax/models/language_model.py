@@ -133,7 +133,9 @@ class LanguageModel(base.Dtypes):
             return logits + params.bias.astype(logits.dtype)
         return self._head(self.vocab_size).apply(params.head, ys)
 
-    def apply(self, params: LanguageModelParams, tokens: Array, length=None, key: PRNGKey | None = None) -> Array:
+    def apply(
+        self, params: LanguageModelParams, tokens: Array, length=None, key: PRNGKey | None = None, *, mask=None
+    ) -> Array:
         """Next-token logits at every step, with teacher forcing.
 
         Args:
@@ -141,9 +143,11 @@ class LanguageModel(base.Dtypes):
           tokens: integer ids ``[t]`` (the inputs; the targets are ``tokens`` shifted left).
           length: valid steps ``n`` (scalar). None: all ``t``.
           key: PRNG key for dropout; None: no dropout.
+          mask: ``[t]`` booleans, True at valid steps (e.g. left padding); masked steps keep the carry.
 
         Returns:
-          ``logits: [t, v]``, ``logits[i]`` predicting token ``i + 1``; zeros at steps ``>= length``.
+          ``logits: [t, v]``, ``logits[i]`` predicting token ``i + 1``; zeros at steps ``>= length``
+          and where ``mask`` is False.
 
         Example:
             >>> import rnnjax as rj
@@ -155,11 +159,12 @@ class LanguageModel(base.Dtypes):
         self._check_params(params)
         tokens = checks.token_sequence(tokens, "tokens", self.vocab_size)
         length = checks.length(length, tokens.shape[0])
+        mask = checks.step_mask(mask, tokens.shape[0])
         k_in, k_out = (None, None) if key is None else jax.random.split(key)
         xs = dropout(self._embedding.apply(params.embed, tokens), self.dropout, k_in)
-        _, ys = unroll(self.cell, params.cell, xs, length=length, hoist=self.hoist)
+        _, ys = unroll(self.cell, params.cell, xs, length=length, mask=mask, hoist=self.hoist)
         ys = dropout(ys, self.dropout, k_out)
-        return masks.zero_past(self._logits(params, ys), length)
+        return masks.zero_invalid(self._logits(params, ys), masks.valid_steps(tokens.shape[0], length, mask))
 
     def unroll(self, params: LanguageModelParams, tokens: Array, carry: Carry | None = None) -> tuple[Carry, Array]:
         """Teacher-forced logits from a given carry, and the carry after the last token.

@@ -69,7 +69,7 @@ class SequenceTagger(base.Dtypes):
         encoder = self.encoder.init(k_encoder, self.input_size)
         return TaggerParams(embed, encoder, self._head(self.num_tags).init(k_head, self.encoder.output_size))
 
-    def apply(self, params: TaggerParams, xs: Array, length=None, key: PRNGKey | None = None) -> Array:
+    def apply(self, params: TaggerParams, xs: Array, length=None, key: PRNGKey | None = None, *, mask=None) -> Array:
         """Logits for every step of one sequence.
 
         Args:
@@ -77,9 +77,10 @@ class SequenceTagger(base.Dtypes):
           xs: ``[t, f]`` floats, or integer token ids ``[t]`` when ``vocab_size`` is set.
           length: valid steps ``n`` (scalar). None: all ``t``.
           key: PRNG key for the encoder's dropout; None: none.
+          mask: ``[t]`` booleans, True at valid steps (holes, left padding).
 
         Returns:
-          ``logits: [t, l]``; zeros at steps ``>= length``.
+          ``logits: [t, l]``; zeros at steps ``>= length`` and where ``mask`` is False.
 
         Example:
             >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -91,5 +92,7 @@ class SequenceTagger(base.Dtypes):
         """
         xs = base.inputs(xs, params.embed, self.vocab_size, self.input_size)
         length = checks.length(length, xs.shape[0])
-        ys, _ = base.run_encoder(self.encoder, params.encoder, xs, length, key)
-        return masks.zero_past(self._head(self.num_tags).apply(params.head, ys), length)
+        mask = checks.step_mask(mask, xs.shape[0])
+        ys, _ = base.run_encoder(self.encoder, params.encoder, xs, length, key, mask)
+        logits = self._head(self.num_tags).apply(params.head, ys)
+        return masks.zero_invalid(logits, masks.valid_steps(xs.shape[0], length, mask))
