@@ -96,6 +96,7 @@ class RNN:
             parallel=self.parallel,
             mask=mask,
             masked_output=self.masked_output,
+            key=key,
         )
 
     def apply(
@@ -104,9 +105,9 @@ class RNN:
         """Outputs ``ys: [t, o]`` for ``xs: [t, f]``; zeros at steps ``>= length`` and where ``mask`` is False
         (or the last valid output, ``masked_output="last"``).
 
-        ``key`` is accepted for a uniform layer signature and unused.
+        ``key`` trains with the cell's dropout and zoneout (see :func:`rnnjax.unroll`); None: inference.
         """
-        return self.apply_with_carry(params, xs, length=length, mask=mask)[1]
+        return self.apply_with_carry(params, xs, length=length, mask=mask, key=key)[1]
 
 
 def _init_chain(parts, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
@@ -256,8 +257,11 @@ class Bidirectional:
             ((6, 8), True, True)
         """
         carry_f, carry_b = (None, None) if carry is None else carry
-        carry_f, ys_f = self.forward.apply_with_carry(params.forward, xs, carry_f, length=length, mask=mask)
-        carry_b, ys_b = self.backward.apply_with_carry(params.backward, xs, carry_b, length=length, mask=mask)
+        key_f, key_b = (None, None) if key is None else jax.random.split(key)
+        carry_f, ys_f = self.forward.apply_with_carry(params.forward, xs, carry_f, length=length, mask=mask, key=key_f)
+        carry_b, ys_b = self.backward.apply_with_carry(
+            params.backward, xs, carry_b, length=length, mask=mask, key=key_b
+        )
         return (carry_f, carry_b), self.merge_outputs(ys_f, ys_b)
 
     def apply(
@@ -269,8 +273,8 @@ class Bidirectional:
         mask: Array | None = None,
         key: PRNGKey | None = None,
     ) -> Array:
-        """Merged outputs ``[t, o]`` for ``xs: [t, f]``."""
-        return self.apply_with_carry(params, xs, length=length, mask=mask)[1]
+        """Merged outputs ``[t, o]`` for ``xs: [t, f]``; ``key`` trains with the cells' dropout and zoneout."""
+        return self.apply_with_carry(params, xs, length=length, mask=mask, key=key)[1]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax._src import checks, masks
-from rnnjax.typing import Array, Carry, Cell, LinearRecurrenceCell, Params
+from rnnjax.typing import Array, Carry, Cell, LinearRecurrenceCell, NoisyCell, Params, PRNGKey
 
 # lax.scan's unroll factor per backend, from measurements (docs/performance.md). On an
 # NVIDIA H200, 32 was within 9% of the best factor in every measured row (LSTM and GRU at
@@ -77,10 +77,12 @@ def _scan(
     unroll: int,
     hoist: bool,
     last_output: Array | None = None,
+    noise=None,
 ):
     """Scan ``cell`` over ``xs: [t, f]``; steps where ``valid`` is False keep the carry and emit zeros, or,
     given ``last_output`` (the output before the first step), repeat the last valid step's output.
-    Returns ``(carry, ys)``, and with ``last_output`` ``((carry, last_output), ys)``."""
+    Returns ``(carry, ys)``, and with ``last_output`` ``((carry, last_output), ys)``. ``noise``: the
+    sequence's training noise (``cell.sequence_noise``), its zoneout masks scanned with the inputs."""
     if not hoist:
         inputs, body_fn = xs, cell.step
     elif isinstance(cell, LinearRecurrenceCell):
@@ -89,24 +91,30 @@ def _scan(
     else:
         inputs, body_fn = cell.project(params, xs), cell.recur
 
+    def run_step(carry, x, zoneout):
+        if noise is None:
+            return body_fn(params, carry, x)
+        return body_fn(params, carry, x, noise=noise.step(zoneout))
+
     def body(carry, inp):
-        x, ok = inp
-        new_carry, y = body_fn(params, carry, x)
+        x, ok, zoneout = inp
+        new_carry, y = run_step(carry, x, zoneout)
         return _masked(ok, new_carry, carry), _masked(ok, y, jnp.zeros_like(y))
 
     def body_repeating_last(carry_and_last, inp):
         carry, last = carry_and_last
-        x, ok = inp
-        new_carry, y = body_fn(params, carry, x)
+        x, ok, zoneout = inp
+        new_carry, y = run_step(carry, x, zoneout)
         y = _masked(ok, y, last)
         return (_masked(ok, new_carry, carry), y), y
 
+    scanned = (inputs, valid, None if noise is None else noise.zoneout)
     if last_output is None:
-        return lax.scan(body, carry, (inputs, valid), reverse=reverse, unroll=unroll)
-    return lax.scan(body_repeating_last, (carry, last_output), (inputs, valid), reverse=reverse, unroll=unroll)
+        return lax.scan(body, carry, scanned, reverse=reverse, unroll=unroll)
+    return lax.scan(body_repeating_last, (carry, last_output), scanned, reverse=reverse, unroll=unroll)
 
 
-def _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist, last_output=None):
+def _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist, last_output=None, noise=None):
     """Two-level scan, checkpointed per chunk of ``ceil(sqrt(t))`` steps.
 
     The backward pass keeps only the carries at chunk boundaries and recomputes one
@@ -119,17 +127,23 @@ def _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist, last_out
     pad = num_chunks * chunk - num_steps
     if valid is None:
         valid = jnp.ones((num_steps,), bool)
-    xs = jnp.pad(xs, ((0, pad), (0, 0))).reshape(num_chunks, chunk, -1)
-    valid = jnp.pad(valid, (0, pad)).reshape(num_chunks, chunk)
+
+    def chunked(a):
+        return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(num_chunks, chunk, *a.shape[1:])
+
+    zoneout = None if noise is None else jax.tree_util.tree_map(chunked, noise.zoneout)
 
     @jax.checkpoint
     def run_chunk(carry, chunk_inputs):
+        xs, valid, zoneout = chunk_inputs
+        chunk_noise = None if noise is None else noise._replace(zoneout=zoneout)
         if last_output is None:
-            return _scan(cell, params, carry, *chunk_inputs, reverse, min(unroll, chunk), hoist)
-        return _scan(cell, params, carry[0], *chunk_inputs, reverse, min(unroll, chunk), hoist, carry[1])
+            return _scan(cell, params, carry, xs, valid, reverse, min(unroll, chunk), hoist, None, chunk_noise)
+        carry, last = carry
+        return _scan(cell, params, carry, xs, valid, reverse, min(unroll, chunk), hoist, last, chunk_noise)
 
     init = carry if last_output is None else (carry, last_output)
-    carry, ys = lax.scan(run_chunk, init, (xs, valid), reverse=reverse)
+    carry, ys = lax.scan(run_chunk, init, (chunked(xs), chunked(valid), zoneout), reverse=reverse)
     return carry, ys.reshape(num_chunks * chunk, *ys.shape[2:])[:num_steps]
 
 
@@ -182,6 +196,7 @@ def unroll(
     parallel: bool = False,
     mask: Array | None = None,
     masked_output: str = "zeros",
+    key: PRNGKey | None = None,
 ) -> tuple[Carry, Array]:
     """Run ``cell`` over one sequence: ``carry, ys = scan(cell.step, carry, xs)``.
 
@@ -213,6 +228,10 @@ def unroll(
         default), or ``"last"``, the output of the last valid step before it in processing
         order, and zeros before the first (Keras' masking). With ``"last"``, ``ys[-1]`` (``ys[0]``
         with ``reverse``) is the last valid step's output, Keras' ``return_sequences=False``.
+      key: a PRNG key to train with the cell's dropout and zoneout (``LSTMCell(dropout=...,
+        recurrent_dropout=..., zoneout=...)``): masks drawn once per sequence (per step for
+        zoneout). None: inference, where dropout is off and zoneout takes its expectation.
+        Split it per sequence under ``vmap``.
 
     Returns:
       ``(carry, ys)``: the carry after the last valid step and the outputs ``ys: [t, o]``.
@@ -262,14 +281,18 @@ def unroll(
     carry = _carry_dtype_like_step(cell, params, carry, xs[0])
     valid = masks.valid_steps(num_steps, length, mask)
     repeat_last = masked_output == "last" and valid is not None
+    noise = None
+    if key is not None and isinstance(cell, NoisyCell) and cell.has_noise:
+        noise = cell.sequence_noise(key, params, num_steps)
+        if noise.inputs is not None:
+            xs = xs * noise.inputs.astype(xs.dtype)
 
     if parallel:
         return _parallel_scan(cell, params, carry, xs, valid, reverse, repeat_last)
     scan = _remat_scan if remat else _scan
     if not repeat_last:
-        return scan(cell, params, carry, xs, valid, reverse, unroll, hoist)
+        return scan(cell, params, carry, xs, valid, reverse, unroll, hoist, None, noise)
     y_shape = jax.eval_shape(cell.step, params, carry, xs[0])[1]
-    (carry, _), ys = scan(
-        cell, params, carry, xs, valid, reverse, unroll, hoist, jnp.zeros(y_shape.shape, y_shape.dtype)
-    )
+    last_output = jnp.zeros(y_shape.shape, y_shape.dtype)
+    (carry, _), ys = scan(cell, params, carry, xs, valid, reverse, unroll, hoist, last_output, noise)
     return carry, ys

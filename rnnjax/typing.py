@@ -120,3 +120,17 @@ class LinearRecurrenceCell(Cell, Protocol):
     """
 
     def coefficients(self, params: Params, us: Array) -> tuple[Array, Array]: ...
+
+
+@runtime_checkable
+class NoisyCell(Cell, Protocol):
+    """A cell with training noise (input and recurrent dropout, zoneout; :class:`rnnjax.cells.BaseCell`).
+
+    ``unroll`` given a ``key`` draws ``sequence_noise`` once per sequence when ``has_noise``, and
+    passes each step's share to ``step``/``recur`` as their ``noise`` argument.
+    """
+
+    @property
+    def has_noise(self) -> bool: ...
+
+    def sequence_noise(self, key: PRNGKey, params: Params, num_steps: int) -> Any: ...

@@ -83,6 +83,7 @@ def test_unroll_signature_matches_design():
         "parallel": False,
         "mask": None,  # issue 17's per-step masks, after DESIGN.md's keywords
         "masked_output": "zeros",
+        "key": None,  # issue 17's dropout and zoneout inside the cells
     }
 
 

@@ -119,12 +119,21 @@ def test_resume_with_fewer_steps_than_its_checkpoint_is_refused(corpus, run, cap
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("--steps", "0"), ("--layers", "0"), ("--batch", "0"), ("--window", "0"), ("--lr", "-0.01"), ("--lr", "nan")],
+    [
+        ("--steps", "0"),
+        ("--layers", "0"),
+        ("--batch", "0"),
+        ("--window", "0"),
+        ("--lr", "-0.01"),
+        ("--lr", "nan"),
+        ("--dropout", "1"),
+        ("--recurrent-dropout", "-0.1"),
+    ],
 )
 def test_demo_refuses_a_bad_flag(corpus, tmp_path, flag, value, capsys):
     run = tmp_path / "run"
     err = fails(["demo", "--corpus", str(corpus), "--run-dir", str(run), *TINY, flag, value], capsys)
-    assert f"argument {flag}: expected a positive" in err
+    assert f"argument {flag}: expected a {'rate' if 'dropout' in flag else 'positive'}" in err
     assert not run.exists()
 
 

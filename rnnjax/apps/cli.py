@@ -36,6 +36,10 @@ def probability(text: str) -> float:
     return _number(text, float, lambda p: 0 < p <= 1, "a number in (0, 1]")
 
 
+def rate(text: str) -> float:
+    return _number(text, float, lambda p: 0 <= p < 1, "a rate in [0, 1)")
+
+
 def adding(args, parser) -> None:
     """Train an LSTM by BPTT on the adding problem; show unroll's features on the way."""
     print(f"rnnjax {rj.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s))")
@@ -163,6 +167,8 @@ def main(argv=None) -> None:
     demo_parser.add_argument("--batch", type=positive_int)
     demo_parser.add_argument("--window", type=positive_int, help="characters per training window")
     demo_parser.add_argument("--lr", type=positive_float)
+    demo_parser.add_argument("--dropout", type=rate, help="input dropout inside the cells (one mask per sequence)")
+    demo_parser.add_argument("--recurrent-dropout", type=rate, help="recurrent dropout inside the cells")
     demo_parser.add_argument("--kn-order", type=positive_int)
     demo_parser.add_argument("--seed", type=int)
     demo_parser.add_argument(

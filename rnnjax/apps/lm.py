@@ -55,6 +55,8 @@ class LMConfig:
     window: int = 128
     lr: float = 0.02
     clip_norm: float = 1.0
+    dropout: float = 0.0  # the cells' input dropout (one mask per sequence)
+    recurrent_dropout: float = 0.0  # the cells' recurrent dropout
     kn_order: int = 7  # Kneser-Ney baselines of orders 2 .. kn_order
     seed: int = 0
 
@@ -68,6 +70,10 @@ class LMConfig:
         if self.max_chars is not None:
             checks.positive_int(self.max_chars, "max_chars")
         checks.non_negative_int(self.seed, "seed")  # numpy's seeds of the data order are >= 0
+        for name in ("dropout", "recurrent_dropout"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1):
+                raise ValueError(f"{name}: expected a rate in [0, 1), got {value!r}")
         for name in ("lr", "clip_norm"):
             value = getattr(self, name)
             number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -75,7 +81,8 @@ class LMConfig:
                 raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
 
     def model(self, vocab_size: int) -> models.LanguageModel:
-        cells = [CELLS[self.cell](self.hidden) for _ in range(self.layers)]
+        rates = {"dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout}
+        cells = [CELLS[self.cell](self.hidden, **rates) for _ in range(self.layers)]
         return models.LanguageModel(vocab_size, self.embed, cells if self.layers > 1 else cells[0])
 
 
@@ -116,8 +123,9 @@ def bits_per_char(model: models.LanguageModel, params, ids: np.ndarray, *, strea
 
 
 def _loss_fn(model):
-    def loss_fn(params, batch, key):
-        logits = jax.vmap(lambda t: model.apply(params, t))(batch["inputs"])
+    def loss_fn(params, batch, key):  # the key: the cells' dropout masks, one per sequence
+        keys = jax.random.split(key, batch["inputs"].shape[0])
+        logits = jax.vmap(lambda t, k: model.apply(params, t, key=k))(batch["inputs"], keys)
         return losses.sequence_cross_entropy(logits, batch["targets"])
 
     return loss_fn

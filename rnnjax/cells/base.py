@@ -54,6 +54,15 @@ def _traced_init(cell, input_size: int):
 _cached_init = functools.lru_cache(maxsize=256)(_traced_init)
 
 
+def _zoneout_masks(key: PRNGKey, rate: float, carry: Carry, num_steps: int) -> Carry:
+    """Booleans ``[t, ...]`` for every carry leaf, True with probability ``rate`` (keep the previous value)."""
+    leaves, treedef = jax.tree_util.tree_flatten(carry)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten(
+        [jax.random.bernoulli(k, rate, (num_steps, *leaf.shape)) for k, leaf in zip(keys, leaves, strict=True)]
+    )
+
+
 def params_checked(method: Callable) -> Callable:
     """Check ``params`` (the first argument after ``self``) against the cell before running ``method``."""
 
@@ -70,6 +79,26 @@ class DenseParams(NamedTuple):
 
     w: Array  # [f, o]
     b: Array  # [o]
+
+
+class StepNoise(NamedTuple):
+    """The training noise of one step of a cell (:meth:`BaseCell.sequence_noise` draws it)."""
+
+    recurrent: Array | None = None  # [h] recurrent dropout: h_{t-1} * mask in the recurrent matmul, every step
+    zoneout: Any = None  # booleans shaped like the carry: True keeps the previous value; new at every step
+
+
+class SequenceNoise(NamedTuple):
+    """The training noise of one sequence: variational dropout masks, the same at every step (Gal &
+    Ghahramani 2016), scaled by ``1 / (1 - rate)``, and zoneout's masks, one per step (Krueger et al. 2016)."""
+
+    inputs: Array | None  # [f] input dropout: x_t * mask
+    recurrent: Array | None  # [h] recurrent dropout: h_{t-1} * mask in the recurrent matmul
+    zoneout: Any  # a carry of booleans [t, ...] (True: keep the previous value), or None
+
+    def step(self, zoneout=None) -> StepNoise:
+        """This sequence's noise at one step, given that step's zoneout masks."""
+        return StepNoise(self.recurrent, zoneout)
 
 
 class HiddenCarry(NamedTuple):
@@ -92,6 +121,14 @@ class BaseCell:
       learn_initial_carry: add a trainable initial carry ``carry0`` to the params.
       kernel_init: initializer of the input kernel ``w_i``.
       recurrent_init: initializer of the recurrent kernel ``w_h``.
+      dropout: input dropout rate in ``[0, 1)``: one mask per sequence on ``x_t``, the same at
+        every step (variational dropout, Keras' ``dropout``). Only in training: when
+        :func:`rnnjax.unroll` gets a ``key``.
+      recurrent_dropout: the same on ``h_{t-1}`` where it enters the recurrent matmul (Keras'
+        ``recurrent_dropout``).
+      zoneout: zoneout rate in ``[0, 1)``: in training, each carry unit keeps its previous value
+        with this probability, drawn anew every step; at inference (no key) every unit is the
+        expectation ``zoneout * previous + (1 - zoneout) * new`` (Krueger et al. 2016).
     """
 
     dtype: Any = None
@@ -100,9 +137,13 @@ class BaseCell:
     learn_initial_carry: bool = False
     kernel_init: Callable = dataclasses.field(default=GLOROT_UNIFORM, repr=False)
     recurrent_init: Callable = dataclasses.field(default=ORTHOGONAL, repr=False)
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    zoneout: float = 0.0
 
     params_type: ClassVar[type]
     num_gates: ClassVar[int] = 1
+    supports_noise: ClassVar[bool] = False  # its recur takes ``noise`` (dropout and zoneout rates allowed)
 
     def __post_init__(self):
         checks.positive_int(self.hidden_size, "hidden_size")
@@ -115,6 +156,55 @@ class BaseCell:
             value = getattr(self, name)
             if value is not None and not jnp.issubdtype(value, jnp.floating):
                 raise TypeError(f"{name}: expected a float dtype, got {value}")
+        for name in ("dropout", "recurrent_dropout", "zoneout"):
+            rate = getattr(self, name)
+            if not (isinstance(rate, int | float) and 0.0 <= rate < 1.0):
+                raise ValueError(f"{name}: expected a rate in [0, 1), got {rate!r}")
+            if rate > 0 and not self.supports_noise:
+                raise ValueError(
+                    f"{name}: {type(self).__name__} has no dropout or zoneout (ElmanCell, LSTMCell and GRUCell "
+                    "have); use dropout between layers (rj.Stack(dropout=...)) instead"
+                )
+
+    @property
+    def has_noise(self) -> bool:
+        """Whether training (``unroll`` with a ``key``) draws dropout or zoneout masks for this cell."""
+        return self.dropout > 0 or self.recurrent_dropout > 0 or self.zoneout > 0
+
+    def sequence_noise(self, key: PRNGKey, params: Params, num_steps: int) -> SequenceNoise:
+        """Draw the training noise of one sequence of ``num_steps`` steps (see :class:`SequenceNoise`).
+
+        Example:
+            >>> import jax, rnnjax as rj
+            >>> cell = rj.LSTMCell(4, dropout=0.5, zoneout=0.1)
+            >>> params = cell.init(jax.random.key(0), 3)
+            >>> noise = cell.sequence_noise(jax.random.key(1), params, 10)
+            >>> noise.inputs.shape, noise.recurrent, noise.zoneout.c.shape
+            ((3,), None, (10, 4))
+        """
+        k_in, k_rec, k_zone = jax.random.split(key, 3)
+        dtype = self._compute_dtype(params)
+
+        def mask(k, rate, size):
+            keep = jax.random.bernoulli(k, 1.0 - rate, (size,))
+            return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
+
+        carry = self.initial_carry(params)
+        return SequenceNoise(
+            mask(k_in, self.dropout, self.input_size(params)) if self.dropout > 0 else None,
+            mask(k_rec, self.recurrent_dropout, carry.h.shape[-1]) if self.recurrent_dropout > 0 else None,
+            _zoneout_masks(k_zone, self.zoneout, carry, num_steps) if self.zoneout > 0 else None,
+        )
+
+    def _zone_out(self, old: Carry, new: Carry, noise: StepNoise | None) -> Carry:
+        """Zoneout of the carry: ``new`` where no unit is zoned out (rate 0); in training the units whose
+        mask is True keep ``old``; at inference the expectation of the two."""
+        if self.zoneout == 0:
+            return new
+        if noise is None or noise.zoneout is None:
+            rate = self.zoneout
+            return jax.tree_util.tree_map(lambda o, n: (rate * o + (1 - rate) * n).astype(n.dtype), old, new)
+        return jax.tree_util.tree_map(lambda keep, o, n: jnp.where(keep, o.astype(n.dtype), n), noise.zoneout, old, new)
 
     @property
     def output_size(self) -> int:
@@ -227,13 +317,15 @@ class BaseCell:
         return numerics.affine(xs, params.w_i, params.b, self._compute_dtype(params, xs.dtype), self.precision)
 
     @params_checked
-    def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+    def step(self, params: Params, carry: Carry, x: Array, noise: StepNoise | None = None) -> tuple[Carry, Array]:
         """One full time step: ``recur(params, carry, project(params, x))``.
 
         Args:
           params: this cell's params.
           carry: the carry before the step, arrays ``[..., h]``.
           x: the input ``[..., f]``.
+          noise: training noise of this step (recurrent dropout, zoneout), for a cell that
+            ``supports_noise``; None: inference.
 
         Returns:
           ``(carry, y)``: the new carry and the output ``y: [..., o]``.
@@ -246,4 +338,6 @@ class BaseCell:
             >>> y.shape
             (8,)
         """
-        return self.recur(params, carry, self.project(params, x))
+        if noise is None:
+            return self.recur(params, carry, self.project(params, x))
+        return self.recur(params, carry, self.project(params, x), noise=noise)

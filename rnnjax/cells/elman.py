@@ -7,7 +7,7 @@ from typing import ClassVar, NamedTuple
 import jax.numpy as jnp
 
 from rnnjax._src import numerics
-from rnnjax.cells.base import BaseCell, HiddenCarry, accumulation_dtype, params_checked
+from rnnjax.cells.base import BaseCell, HiddenCarry, StepNoise, accumulation_dtype, params_checked
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -46,6 +46,7 @@ class ElmanCell(BaseCell):
     activation: str | Callable = "tanh"
 
     params_type: ClassVar[type] = ElmanParams
+    supports_noise: ClassVar[bool] = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,8 +65,11 @@ class ElmanCell(BaseCell):
         return ElmanParams(w_i, w_h, b, self._init_carry0())
 
     @params_checked
-    def recur(self, params: ElmanParams, carry: HiddenCarry, u: Array) -> tuple[HiddenCarry, Array]:
-        """``h = phi(u + h @ w_h)``; ``u: [..., h]`` from :meth:`project`.
+    def recur(
+        self, params: ElmanParams, carry: HiddenCarry, u: Array, noise: StepNoise | None = None
+    ) -> tuple[HiddenCarry, Array]:
+        """``h = phi(u + h @ w_h)``; ``u: [..., h]`` from :meth:`project`; ``noise`` in training (dropout,
+        zoneout: see :class:`~rnnjax.cells.base.BaseCell`).
 
         Example:
             >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -76,6 +80,8 @@ class ElmanCell(BaseCell):
             >>> y.shape
             (8,)
         """
-        z = u.astype(accumulation_dtype(u.dtype)) + numerics.matmul(carry.h, params.w_h, u.dtype, self.precision)
+        h_in = carry.h if noise is None or noise.recurrent is None else carry.h * noise.recurrent
+        z = u.astype(accumulation_dtype(u.dtype)) + numerics.matmul(h_in, params.w_h, u.dtype, self.precision)
         h = numerics.activation(self.activation)(z).astype(u.dtype)
-        return HiddenCarry(h), h
+        carry = self._zone_out(carry, HiddenCarry(h), noise)
+        return carry, carry.h

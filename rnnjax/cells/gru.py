@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax._src import numerics
-from rnnjax.cells.base import BaseCell, HiddenCarry, accumulation_dtype, params_checked
+from rnnjax.cells.base import BaseCell, HiddenCarry, StepNoise, accumulation_dtype, params_checked
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -59,6 +59,7 @@ class GRUCell(BaseCell):
 
     params_type: ClassVar[type] = GRUParams
     num_gates: ClassVar[int] = 3
+    supports_noise: ClassVar[bool] = True
 
     def init(self, key: PRNGKey, input_size: int) -> GRUParams:
         """Params: ``w_i [f, 3h]``, ``w_h [h, 3h]``, ``b [3h]``, and ``b_h [3h]`` if reset-after.
@@ -74,8 +75,11 @@ class GRUCell(BaseCell):
         return GRUParams(w_i, w_h, b, b_h, self._init_carry0())
 
     @params_checked
-    def recur(self, params: GRUParams, carry: HiddenCarry, u: Array) -> tuple[HiddenCarry, Array]:
-        """One step from the projected input ``u: [..., 3h]``.
+    def recur(
+        self, params: GRUParams, carry: HiddenCarry, u: Array, noise: StepNoise | None = None
+    ) -> tuple[HiddenCarry, Array]:
+        """One step from the projected input ``u: [..., 3h]``; ``noise`` in training (recurrent dropout on
+        ``h_{t-1}`` in the recurrent matmuls only, not in the interpolation; zoneout of ``h``).
 
         Example:
             >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -87,18 +91,22 @@ class GRUCell(BaseCell):
         """
         dtype, acc = u.dtype, accumulation_dtype(u.dtype)
         h = carry.h.astype(acc)
+        h_in = carry.h if noise is None or noise.recurrent is None else carry.h * noise.recurrent
         u_r, u_z, u_n = jnp.split(u.astype(acc), 3, axis=-1)
         if self.reset_after:
-            hw = numerics.matmul(carry.h, params.w_h, dtype, self.precision) + params.b_h.astype(acc)
+            hw = numerics.matmul(h_in, params.w_h, dtype, self.precision) + params.b_h.astype(acc)
             hw_r, hw_z, hw_n = jnp.split(hw, 3, axis=-1)
             r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
             n = jnp.tanh(u_n + r * hw_n)
         else:
             hidden = self.hidden_size
             hw_r, hw_z = jnp.split(
-                numerics.matmul(carry.h, params.w_h[:, : 2 * hidden], dtype, self.precision), 2, axis=-1
+                numerics.matmul(h_in, params.w_h[:, : 2 * hidden], dtype, self.precision), 2, axis=-1
             )
             r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
-            n = jnp.tanh(u_n + numerics.matmul(r * h, params.w_h[:, 2 * hidden :], dtype, self.precision))
+            n = jnp.tanh(
+                u_n + numerics.matmul(r * h_in.astype(acc), params.w_h[:, 2 * hidden :], dtype, self.precision)
+            )
         h = ((1 - z) * n + z * h).astype(dtype)
-        return HiddenCarry(h), h
+        carry = self._zone_out(carry, HiddenCarry(h), noise)
+        return carry, carry.h

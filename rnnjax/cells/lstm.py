@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax._src import numerics
-from rnnjax.cells.base import BaseCell, accumulation_dtype, params_checked
+from rnnjax.cells.base import BaseCell, StepNoise, accumulation_dtype, params_checked
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -65,6 +65,7 @@ class LSTMCell(BaseCell):
 
     params_type: ClassVar[type] = LSTMParams
     num_gates: ClassVar[int] = 4
+    supports_noise: ClassVar[bool] = True
 
     def _carry_sizes(self) -> LSTMCarry:
         return LSTMCarry(self.hidden_size, self.hidden_size)
@@ -88,8 +89,11 @@ class LSTMCell(BaseCell):
         return LSTMParams(w_i, w_h, b, peephole, self._init_carry0())
 
     @params_checked
-    def recur(self, params: LSTMParams, carry: LSTMCarry, u: Array) -> tuple[LSTMCarry, Array]:
-        """One step from the projected input ``u: [..., 4h]``.
+    def recur(
+        self, params: LSTMParams, carry: LSTMCarry, u: Array, noise: StepNoise | None = None
+    ) -> tuple[LSTMCarry, Array]:
+        """One step from the projected input ``u: [..., 4h]``; ``noise`` in training (recurrent dropout on
+        ``h_{t-1}`` in the recurrent matmul; zoneout of ``h`` and ``c``).
 
         Example:
             >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -102,7 +106,8 @@ class LSTMCell(BaseCell):
         """
         dtype, acc = u.dtype, accumulation_dtype(u.dtype)
         c = carry.c.astype(acc)
-        z = u.astype(acc) + numerics.matmul(carry.h, params.w_h, dtype, self.precision)
+        h_in = carry.h if noise is None or noise.recurrent is None else carry.h * noise.recurrent
+        z = u.astype(acc) + numerics.matmul(h_in, params.w_h, dtype, self.precision)
         i, f, g, o = jnp.split(z, 4, axis=-1)
         if params.peephole is not None:
             p = params.peephole.astype(acc)
@@ -111,4 +116,5 @@ class LSTMCell(BaseCell):
         if params.peephole is not None:
             o = o + p[2] * c
         h = (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(dtype)
-        return LSTMCarry(h, c), h
+        carry = self._zone_out(carry, LSTMCarry(h, c), noise)
+        return carry, carry.h

@@ -76,8 +76,13 @@ def _from_keras_rnn(layer, dtype) -> tuple[RNN, Params]:
     units = cell.units
     bias = common.as_numpy(cell.bias).astype(target) if cell.use_bias else None
     activation = _keras_activation(cell.activation)
+    options = {  # the dropout rates are the cell's, as Keras'; training with a key uses them
+        "param_dtype": common.param_dtype(target),
+        "dropout": float(cell.dropout),
+        "recurrent_dropout": float(cell.recurrent_dropout),
+    }
     if isinstance(cell, keras.layers.SimpleRNNCell):
-        ours = ElmanCell(units, activation=activation, param_dtype=common.param_dtype(target))
+        ours = ElmanCell(units, activation=activation, **options)
         params = ElmanParams(w_i, w_h, np.zeros((units,), target) if bias is None else bias)
     else:
         recurrent = _keras_activation(cell.recurrent_activation)
@@ -87,10 +92,10 @@ def _from_keras_rnn(layer, dtype) -> tuple[RNN, Params]:
                 f"{layer.name} has {activation!r}, {recurrent!r}"
             )
         if isinstance(cell, keras.layers.LSTMCell):
-            ours = LSTMCell(units, param_dtype=common.param_dtype(target))
+            ours = LSTMCell(units, **options)
             params = LSTMParams(w_i, w_h, np.zeros((4 * units,), target) if bias is None else bias)
         else:  # a GRUCell (_check_keras_supported)
-            ours = GRUCell(units, reset_after=cell.reset_after, param_dtype=common.param_dtype(target))
+            ours = GRUCell(units, reset_after=cell.reset_after, **options)
             zeros = np.zeros((3 * units,), target)
             w_i, w_h = common.swap_first_two_gates(w_i), common.swap_first_two_gates(w_h)
             if cell.reset_after:
@@ -120,8 +125,9 @@ def from_keras(layer, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     ``masked_output="last"``; a Keras ``Bidirectional`` gives zeros there, and so does its
     rnnjax ``Bidirectional``.
     ``go_backwards=True`` becomes ``RNN(reverse=True)``, whose ``ys[i]`` belongs to
-    ``xs[i]``, where Keras returns them in processing order (``ys[::-1]``). Dropout
-    settings are training-only and are not converted.
+    ``xs[i]``, where Keras returns them in processing order (``ys[::-1]``). ``dropout`` and
+    ``recurrent_dropout`` become the cell's (used when the rnnjax layer gets a ``key``;
+    one mask per sequence for all gates, where Keras' ``implementation=1`` draws one per gate).
 
     Args:
       layer: a built Keras ``SimpleRNN``, ``LSTM``, ``GRU``, ``RNN`` of one of their cells,
@@ -186,6 +192,9 @@ def _new_keras_rnn(rnn: RNN, params, reverse: bool):
 
     cell = rnn.cell
     kwargs = {"return_sequences": True, "go_backwards": reverse, "dtype": str(np.asarray(params.w_i).dtype)}
+    if cell.zoneout > 0:
+        raise ValueError(f"layer: Keras has no zoneout (the cell has zoneout={cell.zoneout})")
+    kwargs |= {"dropout": cell.dropout, "recurrent_dropout": cell.recurrent_dropout}
     if isinstance(cell, ElmanCell):
         return keras.layers.SimpleRNN(
             cell.hidden_size, activation={"identity": "linear"}.get(cell.activation, cell.activation), **kwargs

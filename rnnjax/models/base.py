@@ -116,11 +116,12 @@ def run_encoder(layer, params: Params, xs: Array, length: Array | None, key: PRN
     """``layer.apply(params, xs, length=length, mask=mask, key=key)``, and the final carry and output of each
     direction of the top layer: ``(ys [t, o], (final,))`` or ``(ys, (forward_final, backward_final))``."""
     if isinstance(layer, RNN):
-        carry, ys = layer.apply_with_carry(params, xs, length=length, mask=mask)
+        carry, ys = layer.apply_with_carry(params, xs, length=length, mask=mask, key=key)
         return ys, (Final(carry, final_output(ys, length, mask, layer.reverse)),)
-    if isinstance(layer, Bidirectional):
-        ys_f, finals_f = run_encoder(layer.forward, params.forward, xs, length, None, mask)
-        ys_b, finals_b = run_encoder(layer.backward, params.backward, xs, length, None, mask)
+    if isinstance(layer, Bidirectional):  # the keys Bidirectional.apply gives its directions
+        key_f, key_b = (None, None) if key is None else jax.random.split(key)
+        ys_f, finals_f = run_encoder(layer.forward, params.forward, xs, length, key_f, mask)
+        ys_b, finals_b = run_encoder(layer.backward, params.backward, xs, length, key_b, mask)
         return layer.merge_outputs(ys_f, ys_b), finals_f + finals_b
     # A Stack: what Stack.apply does (same keys, same dropout between layers), keeping the top's finals.
     n = len(layer.layers)

@@ -142,7 +142,7 @@ class LanguageModel(base.Dtypes):
           params: from :meth:`init`.
           tokens: integer ids ``[t]`` (the inputs; the targets are ``tokens`` shifted left).
           length: valid steps ``n`` (scalar). None: all ``t``.
-          key: PRNG key for dropout; None: no dropout.
+          key: PRNG key for dropout (the model's, and the cell's own dropout and zoneout); None: no dropout.
           mask: ``[t]`` booleans, True at valid steps (e.g. left padding); masked steps keep the carry.
 
         Returns:
@@ -162,7 +162,8 @@ class LanguageModel(base.Dtypes):
         mask = checks.step_mask(mask, tokens.shape[0])
         k_in, k_out = (None, None) if key is None else jax.random.split(key)
         xs = dropout(self._embedding.apply(params.embed, tokens), self.dropout, k_in)
-        _, ys = unroll(self.cell, params.cell, xs, length=length, mask=mask, hoist=self.hoist)
+        k_cell = None if key is None else jax.random.fold_in(key, 2)  # the cell's dropout/zoneout, if any
+        _, ys = unroll(self.cell, params.cell, xs, length=length, mask=mask, hoist=self.hoist, key=k_cell)
         ys = dropout(ys, self.dropout, k_out)
         return masks.zero_invalid(self._logits(params, ys), masks.valid_steps(tokens.shape[0], length, mask))
 
