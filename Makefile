@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/parallel_scaling.py
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/train_overhead.py
+	$(PY) benchmarks/features_cost.py
 	$(PY) benchmarks/report.py
 
 # On a machine with a GPU, with jax and torch built for CUDA in .venv (see README): the test suite on the GPU,

@@ -224,6 +224,23 @@ def scaling_section(report: dict) -> list[str]:
     return lines + [""]
 
 
+def features_section(report: dict) -> list[str]:
+    columns = list(dict.fromkeys((r["config"], r["cell"]) for r in report["rows"]))
+    by_key = {(r["config"], r["cell"], r["name"]): r for r in report["rows"]}
+    lines = [
+        f"`python benchmarks/features_cost.py`: one training step (forward, BPTT, Adam) at the S and M sizes "
+        f"above, {report['machine']['backend']}, jax {report['jax']}; ms per step (the ratio to the plain cell), "
+        f"the fastest of {report['repeats']} interleaved repeats.",
+        "",
+    ]
+    body = []
+    for name in dict.fromkeys(r["name"] for r in report["rows"]):
+        cells = [by_key.get((config, cell, name)) for config, cell in columns]
+        body.append([name, *("–" if r is None else f"{r['ms']:.2f} ({r['ratio']:.2f})" for r in cells)])
+    header = ["row", *(f"{config} {cell.upper()}" for config, cell in columns)]
+    return lines + markdown_table(header, body) + [""]
+
+
 def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in body)]
 
@@ -314,6 +331,7 @@ def main(argv=None):
         ("Long sequences: BPTT memory with remat", "remat_memory", remat_section),
         ("Long sequences: parallel scan of min cells", "parallel_scan", lambda r: parallel_scan_section(r, figures)),
         ("Many devices: data-parallel overhead", "parallel_scaling", scaling_section),
+        ("What masks, dropout and layer norm cost a training step", "features_cost", features_section),
     ]
     for title, name, render in sections:
         lines += [f"## {title}", ""]

@@ -23,6 +23,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
         ("parallel_scan.py", ["--steps", "8", "16", "--batch", "2", "--input-size", "3", "--hidden-size", "4"]),
         ("peers.py", ["--configs", "tiny", "--cells", "gru", "--peers", "rnnjax", "flax", "torch"]),
         ("train_overhead.py", ["--configs", "tiny", "--steps", "4"]),
+        ("features_cost.py", ["--configs", "tiny"]),
         ("gpu.py", ["--tiny", "--device", "cpu"]),  # every section; torch on the CPU, no jax.experimental.rnn
     ],
 )
