@@ -37,6 +37,13 @@ from rnnjax.cells.base import DenseParams, HiddenCarry, accumulation_dtype
 from rnnjax.cells.elman import ElmanCell, ElmanParams
 from rnnjax.cells.gru import GRUCell, GRUParams
 from rnnjax.cells.jordan import JordanCarry, JordanCell, JordanParams
+from rnnjax.cells.layernorm import (
+    LayerNormGRUCell,
+    LayerNormGRUParams,
+    LayerNormLSTMCell,
+    LayerNormLSTMParams,
+    LayerNormParams,
+)
 from rnnjax.cells.linear import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams
 from rnnjax.cells.lstm import LSTMCarry, LSTMCell, LSTMParams
 from rnnjax.cells.rmlp import RMLPCell, RMLPParams
@@ -54,6 +61,11 @@ __all__ = [
     "LSTMCarry",
     "LSTMCell",
     "LSTMParams",
+    "LayerNormGRUCell",
+    "LayerNormGRUParams",
+    "LayerNormLSTMCell",
+    "LayerNormLSTMParams",
+    "LayerNormParams",
     "MinGRUCell",
     "MinGRUParams",
     "MinLSTMCell",

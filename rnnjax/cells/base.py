@@ -162,8 +162,8 @@ class BaseCell:
                 raise ValueError(f"{name}: expected a rate in [0, 1), got {rate!r}")
             if rate > 0 and not self.supports_noise:
                 raise ValueError(
-                    f"{name}: {type(self).__name__} has no dropout or zoneout (ElmanCell, LSTMCell and GRUCell "
-                    "have); use dropout between layers (rj.Stack(dropout=...)) instead"
+                    f"{name}: {type(self).__name__} has no dropout or zoneout (ElmanCell, LSTMCell, GRUCell and "
+                    "their layer-normalized forms have); use dropout between layers (rj.Stack(dropout=...)) instead"
                 )
 
     @property
