@@ -278,6 +278,7 @@ FLAGS = [(name, "learn_initial_carry") for name in CELL_NAMES] + [
     ("lstm_peephole", "peephole"),
     ("gru", "reset_after"),
     ("gru_cho", "reset_after"),
+    ("layernorm_gru", "reset_after"),
 ]
 
 
@@ -370,6 +371,8 @@ MAKERS = {
     "gru_cho": lambda h, **kw: rj.GRUCell(h, reset_after=False, **kw),
     "mingru": lambda h, **kw: rj.MinGRUCell(h, **kw),
     "minlstm": lambda h, **kw: rj.MinLSTMCell(h, **kw),
+    "layernorm_lstm": lambda h, **kw: rj.LayerNormLSTMCell(h, **kw),
+    "layernorm_gru": lambda h, **kw: rj.LayerNormGRUCell(h, **kw),
 }
 # what the user gets wrong, and the argument the error must start with
 MISTAKES = {
