@@ -9,9 +9,11 @@ An attention module is a frozen dataclass of hyper-parameters with pure methods:
 ``context_size(value_size) -> int``                the size of the context vector
 =================================================  ==============================================
 
-Every module masks with :func:`masked_softmax`: padded positions (``mask`` False) get weight
-exactly 0, and a memory with no valid position gives all-zero weights and a zero context,
-never NaN. The scores (Luong et al. 2015's names):
+Every module masks with :func:`masked_softmax` (in at least float32): padded positions (``mask``
+False) get weight exactly 0, and a memory with no valid position gives all-zero weights and a
+zero context, never NaN. The modules with weights take a ``param_dtype`` (float32 by default;
+16-bit weights are drawn in float32, then cast) and compute in the dtype of the values. The
+scores (Luong et al. 2015's names):
 
 - :class:`DotAttention`: ``score_j = q . v_j`` (query and values of one size).
 - :class:`GeneralAttention`: ``score_j = q^T W v_j`` (Luong's "general"; keys ``V W^T``).
@@ -37,10 +39,11 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax._src import checks
+from rnnjax._src import checks, numerics
 from rnnjax._src.carries import bridge, flat_size, hidden
+from rnnjax._src.dtypes import Dtypes, with_dtypes
 from rnnjax.cells import DenseParams
-from rnnjax.heads import Dense, Embedding, EmbeddingParams
+from rnnjax.heads import EmbeddingParams
 from rnnjax.layers import as_cell
 from rnnjax.typing import Array, Attention, Carry, Params, PRNGKey
 
@@ -55,6 +58,7 @@ def masked_softmax(scores: Array, mask: Array) -> Array:
         >>> masked_softmax(jnp.array([1.0, 1.0, 5.0]), jnp.array([True, True, False])).tolist()
         [0.5, 0.5, 0.0]
     """
+    scores = scores.astype(numerics.accumulation_dtype(scores.dtype))  # 16-bit scores: softmax in float32
     scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
     weights = jax.nn.softmax(scores, axis=-1)
     return jnp.where(mask, weights, jnp.zeros_like(weights))
@@ -62,11 +66,22 @@ def masked_softmax(scores: Array, mask: Array) -> Array:
 
 def _context(scores: Array, values: Array, mask: Array) -> tuple[Array, Array]:
     weights = masked_softmax(scores, mask)
-    return weights @ values, weights
+    return weights.astype(values.dtype) @ values, weights
 
 
 def _cast(w: Array, like: Array) -> Array:
     return w.astype(like.dtype)
+
+
+def _glorot(key: PRNGKey, shape, dtype) -> Array:
+    return numerics.initialized(GLOROT, key, shape, dtype)
+
+
+def _param_dtype(module) -> None:
+    """Canonical ``param_dtype`` (so equal modules hash equal), a float dtype."""
+    object.__setattr__(module, "param_dtype", jnp.dtype(module.param_dtype))
+    if not jnp.issubdtype(module.param_dtype, jnp.floating):
+        raise TypeError(f"param_dtype: expected a float dtype, got {module.param_dtype}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,10 +136,15 @@ class GeneralAttention:
         ((5, 4), (6,), [0.2, 0.2, 0.2, 0.2, 0.2])
     """
 
+    _: dataclasses.KW_ONLY
+    param_dtype: Any = jnp.float32
     attends_before_step: ClassVar[bool] = False
 
+    def __post_init__(self):
+        _param_dtype(self)
+
     def init(self, key: PRNGKey, query_size: int, value_size: int) -> GeneralParams:
-        return GeneralParams(GLOROT(key, (query_size, value_size), jnp.float32))
+        return GeneralParams(_glorot(key, (query_size, value_size), self.param_dtype))
 
     def context_size(self, value_size: int) -> int:
         return value_size
@@ -161,17 +181,20 @@ class BahdanauAttention:
     """
 
     size: int
+    _: dataclasses.KW_ONLY
+    param_dtype: Any = jnp.float32
     attends_before_step: ClassVar[bool] = True
 
     def __post_init__(self):
         checks.positive_int(self.size, "size")
+        _param_dtype(self)
 
     def init(self, key: PRNGKey, query_size: int, value_size: int) -> BahdanauParams:
         k_q, k_k, k_v = jax.random.split(key, 3)
         bound = 1.0 / math.sqrt(self.size)
-        v = jax.random.uniform(k_v, (self.size,), jnp.float32, -bound, bound)
-        w_q = GLOROT(k_q, (query_size, self.size), jnp.float32)
-        return BahdanauParams(w_q, GLOROT(k_k, (value_size, self.size), jnp.float32), v)
+        v = jax.random.uniform(k_v, (self.size,), jnp.float32, -bound, bound).astype(self.param_dtype)
+        w_q = _glorot(k_q, (query_size, self.size), self.param_dtype)
+        return BahdanauParams(w_q, _glorot(k_k, (value_size, self.size), self.param_dtype), v)
 
     def context_size(self, value_size: int) -> int:
         return value_size
@@ -214,6 +237,8 @@ class MultiHeadAttention:
 
     num_heads: int
     size: int
+    _: dataclasses.KW_ONLY
+    param_dtype: Any = jnp.float32
     attends_before_step: ClassVar[bool] = False
 
     def __post_init__(self):
@@ -221,15 +246,16 @@ class MultiHeadAttention:
         checks.positive_int(self.size, "size")
         if self.size % self.num_heads:
             raise ValueError(f"size: expected a multiple of num_heads = {self.num_heads}, got {self.size}")
+        _param_dtype(self)
 
     def init(self, key: PRNGKey, query_size: int, value_size: int) -> MultiHeadParams:
         k_q, k_k, k_v, k_o = jax.random.split(key, 4)
-        d = self.size
+        d, dtype = self.size, self.param_dtype
         return MultiHeadParams(
-            GLOROT(k_q, (query_size, d), jnp.float32),
-            GLOROT(k_k, (value_size, d), jnp.float32),
-            GLOROT(k_v, (value_size, d), jnp.float32),
-            GLOROT(k_o, (d, d), jnp.float32),
+            _glorot(k_q, (query_size, d), dtype),
+            _glorot(k_k, (value_size, d), dtype),
+            _glorot(k_v, (value_size, d), dtype),
+            _glorot(k_o, (d, d), dtype),
         )
 
     def context_size(self, value_size: int) -> int:
@@ -244,7 +270,7 @@ class MultiHeadAttention:
         q = (query.astype(keys.dtype) @ _cast(params.w_q, keys)).reshape(n, d)
         scores = jnp.einsum("nd,snd->ns", q, k.reshape(-1, n, d)) / math.sqrt(d)
         weights = masked_softmax(scores, mask[None])
-        heads = jnp.einsum("ns,snd->nd", weights, v.reshape(-1, n, d))
+        heads = jnp.einsum("ns,snd->nd", weights.astype(v.dtype), v.reshape(-1, n, d))
         return heads.reshape(-1) @ _cast(params.w_o, heads), weights.mean(0)
 
 
@@ -284,7 +310,7 @@ class AttentionCarry(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class AttentionDecoder:
+class AttentionDecoder(Dtypes):
     r"""Embedding, cell, attention and output layer: one target token at a time over a memory.
 
     Let ``e_t = E[w_t]``, ``h_t`` the cell's hidden vector (``h`` of its carry, the top cell's
@@ -311,6 +337,10 @@ class AttentionDecoder:
         (:class:`GeneralAttention`).
       attention_size: ``a``: the Bahdanau hidden size for ``"bahdanau"``, the attentional
         vector's size after the step; None: the cell's output size.
+      dtype: computation dtype of the cell (and so of the memory it attends to); None: the cell's own.
+      param_dtype: dtype of every param (embedding, bridge, cell, attention, ``W_c``, output layer);
+        None: the cell's own, float32 for the rest. With either set, the logits are at least
+        float32; attention's softmax is always computed in at least float32.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -336,7 +366,9 @@ class AttentionDecoder:
         if self.attention_size is None:
             object.__setattr__(self, "attention_size", self.cell.output_size)
         checks.positive_int(self.attention_size, "attention_size")
-        object.__setattr__(self, "attention", _attention_module(self.attention, self.attention_size))
+        attention = _attention_module(self.attention, self.attention_size)
+        object.__setattr__(self, "attention", with_dtypes(attention, self.dtype, self.param_dtype))
+        object.__setattr__(self, "cell", with_dtypes(self.cell, self.dtype, self.param_dtype))
 
     @property
     def _before(self) -> bool:
@@ -356,7 +388,7 @@ class AttentionDecoder:
         h = self.cell.output_size
         cell = self.cell.init(k_cell, self.embed_size + self.context_size(memory_size))
         template = self.cell.initial_carry(cell)
-        bridge_params = None if bridge_size is None else Dense(flat_size(template)).init(k_bridge, bridge_size)
+        bridge_params = None if bridge_size is None else self._dense(flat_size(template)).init(k_bridge, bridge_size)
         attention, w_c, head_size = None, None, h
         if self.attention is not None:
             query_size = hidden(template).shape[-1] if self._before else h
@@ -365,9 +397,10 @@ class AttentionDecoder:
             if self._before:
                 head_size = h + context
             else:
-                w_c, head_size = GLOROT(k_c, (context + h, self.attention_size), jnp.float32), self.attention_size
-        embed = Embedding(self.vocab_size, self.embed_size).init(k_embed)
-        head = Dense(self.vocab_size).init(k_head, head_size)
+                w_c = _glorot(k_c, (context + h, self.attention_size), self._param_dtype)
+                head_size = self.attention_size
+        embed = self._embed(self.vocab_size, self.embed_size).init(k_embed)
+        head = self._head(self.vocab_size).init(k_head, head_size)
         return AttentionDecoderParams(embed, bridge_params, attention, cell, w_c, head)
 
     def bridge(self, params: AttentionDecoderParams, z: Array) -> Carry:
@@ -385,7 +418,7 @@ class AttentionDecoder:
         return AttentionCarry(cell_carry, context, keys, values, mask)
 
     def embed(self, params: AttentionDecoderParams, tokens: Array) -> Array:
-        return Embedding(self.vocab_size, self.embed_size).apply(params.embed, tokens)
+        return self._embed(self.vocab_size, self.embed_size).apply(params.embed, tokens)
 
     def step(self, params: AttentionDecoderParams, carry: AttentionCarry, token: Array):
         """One step from the token id ``token`` (shape ``()``): ``(carry, logits [v], weights [s])``."""
@@ -394,7 +427,7 @@ class AttentionDecoder:
 
     def step_embedded(self, params: AttentionDecoderParams, carry: AttentionCarry, x: Array):
         """One step from the embedded input ``x [E]``: ``(carry, logits [v], weights [s])``."""
-        head = Dense(self.vocab_size)
+        head = self._head(self.vocab_size)
         if self.attention is None:
             cell_carry, y = self.cell.step(params.cell, carry.cell, x)
             context, weights = carry.context, jnp.zeros(carry.mask.shape, y.dtype)

@@ -1,11 +1,13 @@
 """Carries as flat vectors: the bridges that initialise a decoder's carry from a vector."""
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnjax._src import numerics
 from rnnjax.cells import DenseParams
 from rnnjax.heads import Dense
 from rnnjax.typing import Array, Carry
@@ -17,8 +19,11 @@ def flat_size(tree) -> int:
 
 
 def flatten(tree) -> Array:
-    """All arrays ``[n_i]`` of a carry, concatenated: ``[sum n_i]``."""
-    return jnp.concatenate(jax.tree_util.tree_leaves(tree), axis=-1)
+    """All arrays ``[n_i]`` of a carry, concatenated: ``[sum n_i]``, in their widest dtype (a 16-bit
+    LSTM keeps ``c`` in float32)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    dtype = functools.reduce(numerics.promote, [leaf.dtype for leaf in leaves])
+    return jnp.concatenate([leaf.astype(dtype) for leaf in leaves], axis=-1)
 
 
 def unflatten(z: Array, template) -> Any:

@@ -10,7 +10,7 @@ from jax import lax
 
 from rnnjax._src import carries, checks, masks
 from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
-from rnnjax.heads import Embedding, EmbeddingParams
+from rnnjax.heads import EmbeddingParams
 from rnnjax.layers import as_cell
 from rnnjax.models import base
 from rnnjax.typing import Array, Params, PRNGKey
@@ -27,7 +27,7 @@ Seq2SeqCarry = AttentionCarry  # the decoder's carry: its cell's, the last conte
 
 
 @dataclasses.dataclass(frozen=True)
-class Seq2Seq:
+class Seq2Seq(base.Dtypes):
     r"""Encoder-decoder: read ``src``, then generate the target one token at a time.
 
     The encoder runs over the embedded source; its final carry (of each direction)
@@ -77,6 +77,10 @@ class Seq2Seq:
         size after the step; None: the decoder's output size.
       bridge: None: a bridge only where needed (bidirectional encoder, or carries of other
         shapes); True: always; False: never (the final carry must fit the decoder).
+      dtype: computation dtype of the encoder's and decoder's cells (e.g. ``jnp.bfloat16``);
+        None: the cells' own.
+      param_dtype: dtype of every param (embeddings, cells, bridge, attention, output layer);
+        None: the cells' own, float32 for the rest. With either set, logits are at least float32.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -109,6 +113,8 @@ class Seq2Seq:
         checks.positive_int(self.src_vocab, "src_vocab")
         object.__setattr__(self, "encoder", base.check_encoder(self.encoder))
         object.__setattr__(self, "decoder_cell", as_cell(self.decoder_cell, "decoder_cell"))
+        self._pass_dtypes("encoder")
+        self._pass_dtypes("decoder_cell")
         if self.bridge not in (None, True, False):
             raise ValueError(f"bridge: expected None, True or False, got {self.bridge!r}")
         # the decoder checks tgt_vocab, embed_size, attention and attention_size
@@ -117,7 +123,15 @@ class Seq2Seq:
     @property
     def decoder(self) -> AttentionDecoder:
         """The decoder: :class:`rnnjax.attention.AttentionDecoder` over the encoder's outputs."""
-        return AttentionDecoder(self.tgt_vocab, self.embed_size, self.decoder_cell, self.attention, self.attention_size)
+        return AttentionDecoder(
+            self.tgt_vocab,
+            self.embed_size,
+            self.decoder_cell,
+            self.attention,
+            self.attention_size,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
 
     def init(self, key: PRNGKey) -> Seq2SeqParams:
         """``Seq2SeqParams(src_embed, encoder, decoder)``; the decoder's params are
@@ -148,7 +162,7 @@ class Seq2Seq:
         bridged = self.bridge or (self.bridge is None and not fits)
         bridge_size = sum(carries.flat_size(f) for f in finals) if bridged else None
         return Seq2SeqParams(
-            src_embed=Embedding(self.src_vocab, self.embed_size).init(k_src),
+            src_embed=self._embed(self.src_vocab, self.embed_size).init(k_src),
             encoder=encoder,
             decoder=decoder.init(k_decoder, memory_size, bridge_size),
         )
@@ -177,7 +191,7 @@ class Seq2Seq:
         src = checks.token_sequence(src, "src", self.src_vocab, "s")
         base.nonempty(src, "src")
         src_len = checks.length(src_len, src.shape[0], "src_len")
-        xs = Embedding(self.src_vocab, self.embed_size).apply(params.src_embed, src)
+        xs = self._embed(self.src_vocab, self.embed_size).apply(params.src_embed, src)
         values, finals = base.run_encoder(self.encoder, params.encoder, xs, src_len, key)
         decoder = self.decoder
         if params.decoder.bridge is None:
