@@ -148,6 +148,22 @@ def test_shapes_and_init_from_the_image_feature():
     assert isinstance(params.decoder, rj.attention.AttentionDecoderParams)  # the decoder's own params, no stand-ins
 
 
+@pytest.mark.parametrize("param_dtype", [None, jnp.bfloat16], ids=["float32-params", "bfloat16-params"])
+def test_bfloat16_captioner_gives_float32_logits_close_to_float32(param_dtype):
+    bf16 = jnp.bfloat16
+    low = cap.Captioner((8, WIDTH), V, 8, rj.LSTMCell(16), channels=(4, 8), dtype=bf16, param_dtype=param_dtype)
+    params = low.init(jax.random.key(0))
+    assert {p.dtype for p in jax.tree_util.tree_leaves(params)} == {jnp.dtype(param_dtype or jnp.float32)}
+    image, tokens = _data().images[0], jnp.array([cap.BOS, 5, 6, 7])
+    logits = jax.jit(low.apply)(params, image, tokens)
+    params32 = jax.tree_util.tree_map(lambda p: p.astype(jnp.float32), params)
+    want = jax.jit(_model().apply)(params32, image, tokens)
+    assert logits.dtype == jnp.float32
+    # measured: 2.7e-3 apart at most over 5 seeds (bfloat16 rounding through convolutions, attention, LSTM)
+    np.testing.assert_allclose(logits, want, atol=1e-2)
+    assert not np.array_equal(logits, want)
+
+
 def _logprob(model, params, image, tokens, length):
     """Sum of log p of the first ``length`` tokens under teacher forcing."""
     inputs = jnp.concatenate([jnp.array([cap.BOS]), tokens[:-1]])

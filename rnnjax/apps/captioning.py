@@ -42,7 +42,8 @@ import numpy as np
 from jax import lax
 
 from rnnjax import decode
-from rnnjax._src import checks, masks
+from rnnjax._src import checks, masks, numerics
+from rnnjax._src.dtypes import Dtypes
 from rnnjax.apps.digits import DIGIT_WORDS
 from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
 from rnnjax.layers import as_cell
@@ -204,7 +205,7 @@ def _max_pool(x: Array) -> Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Captioner:
+class Captioner(Dtypes):
     r"""A CNN encoder and an attention LSTM decoder (Show, Attend and Tell), on ONE image.
 
     The encoder maps an image ``[H, W]`` through ``len(channels)`` 3x3 convolutions with ReLU
@@ -230,6 +231,10 @@ class Captioner:
       channels: output channels of each convolution; the last is the feature size ``c``.
       attention: ``"bahdanau"``, ``"luong"`` or an attention module of :mod:`rnnjax.attention`.
       attention_size: the attention's hidden size (None: the decoder's output size).
+      dtype: computation dtype of the convolutions and the decoder (e.g. ``jnp.bfloat16``); None:
+        the image's and the cell's own.
+      param_dtype: dtype of every param; None: the cell's own, float32 for the rest. With either
+        set, logits are at least float32.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -274,7 +279,8 @@ class Captioner:
     def decoder(self) -> AttentionDecoder:
         """The attention decoder over the CNN's feature map."""
         cell, attention, size = self.decoder_cell, self.attention, self.attention_size
-        return AttentionDecoder(self.vocab_size, self.embed_size, cell, attention, size)
+        dtypes = {"dtype": self.dtype, "param_dtype": self.param_dtype}
+        return AttentionDecoder(self.vocab_size, self.embed_size, cell, attention, size, **dtypes)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -303,11 +309,13 @@ class Captioner:
         """
         k_conv, k_pos, k_dec = jax.random.split(key, 3)
         he = jax.nn.initializers.he_normal(in_axis=(0, 1, 2), out_axis=3)
+        dtype = self._param_dtype
         conv, c_in = [], 1
         for k, c in zip(jax.random.split(k_conv, len(self.channels)), self.channels, strict=True):
-            conv.append(ConvParams(he(k, (3, 3, c_in, c), jnp.float32), jnp.zeros((c,), jnp.float32)))
+            conv.append(ConvParams(numerics.initialized(he, k, (3, 3, c_in, c), dtype), jnp.zeros((c,), dtype)))
             c_in = c
         position = 0.1 * jax.random.normal(k_pos, (self.num_positions, self.channels[-1]), jnp.float32)
+        position = position.astype(dtype)
         c = self.channels[-1]
         return CaptionerParams(tuple(conv), position, self.decoder.init(k_dec, memory_size=c, bridge_size=c))
 
@@ -328,6 +336,8 @@ class Captioner:
             (80, 8)
         """
         x = self._image(image)[:, :, None]
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
         for i, layer in enumerate(params.conv):
             if i > 0:
                 x = _max_pool(x)
