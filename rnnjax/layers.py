@@ -569,3 +569,76 @@ def apply_with_carry(
         ((6, 8), True, True)
     """
     return as_layer(layer).apply_with_carry(params, xs, carry, length=length, mask=mask, key=key)
+
+
+# --- torch-style constructor ---------------------------------------------------------------------
+
+
+def deep(
+    cell_type: type,
+    hidden_size: int,
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    **cell_kwargs,
+) -> Layer:
+    """A deep RNN in one call, as torch's ``nn.LSTM(f, h, num_layers=, bidirectional=, dropout=)``.
+
+    Every layer runs the same cell ``cell_type(hidden_size, **cell_kwargs)`` over the whole
+    sequence: ``RNN(cell)``, or ``Bidirectional(cell, cell)`` (outputs concatenated, forward
+    first) when ``bidirectional``. Several layers make a ``Stack`` with ``dropout`` between
+    them (not after the last), as torch's. One layer is that layer itself, not a ``Stack`` of
+    one: its params are the cell's (or a ``BidirectionalParams``), as
+    :func:`rnnjax.interop.from_torch` gives for ``num_layers=1``, and ``dropout`` (which would
+    have no layers to act between; torch warns) must be 0. ``from_torch`` builds its layer with
+    this function, so ``deep(...)`` has the structure of a converted torch module's params.
+
+    Args:
+      cell_type: a cell class: ``rj.LSTMCell`` (``nn.LSTM``), ``rj.GRUCell`` (``nn.GRU``),
+        ``rj.ElmanCell`` (``nn.RNN``), or any other.
+      hidden_size: hidden units ``h`` of each direction (the cell's first argument).
+      num_layers: number of layers, a positive integer.
+      bidirectional: run each layer in both directions.
+      dropout: drop probability of the outputs between layers, in ``[0, 1)``, applied when
+        ``apply`` gets a ``key`` (``Stack(dropout=)``).
+      **cell_kwargs: the cell's other hyper-parameters, e.g. ``proj_size=``, ``activation=``,
+        ``param_dtype=``.
+
+    Returns:
+      ``Stack([layer] * num_layers, dropout=dropout)`` with ``layer = RNN(cell)`` or
+      ``Bidirectional(cell, cell)``; ``layer`` itself when ``num_layers=1``. Its
+      ``apply(params, xs)`` maps ``xs: [t, f]`` to ``[t, D * o]`` (``D = 2`` if bidirectional,
+      ``o = cell.output_size``), torch's output for one sequence.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> layer = rj.layers.deep(rj.LSTMCell, 16, num_layers=3, bidirectional=True, dropout=0.1)
+        >>> params = layer.init(jax.random.key(0), 8)
+        >>> len(params), layer.apply(params, jnp.ones((10, 8)), key=jax.random.key(1)).shape
+        (3, (10, 32))
+        >>> rj.layers.deep(rj.GRUCell, 16) == rj.RNN(rj.GRUCell(16))
+        True
+    """
+    if not isinstance(cell_type, type):
+        raise TypeError(
+            f"cell_type: expected a cell class such as rj.LSTMCell, got an instance of {type(cell_type).__name__} "
+            "(pass the class; hidden_size and the cell's settings are arguments of deep)"
+        )
+    checks.positive_int(num_layers, "num_layers")
+    if not isinstance(bidirectional, bool):
+        raise TypeError(f"bidirectional: expected a bool, got {bidirectional!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+    if num_layers == 1 and dropout > 0:
+        raise ValueError(
+            f"dropout: {dropout} acts between layers and num_layers=1 has none; pass dropout=0.0, or the "
+            "cell's own dropout=/recurrent_dropout= (inside the recurrence)"
+        )
+    cell = cell_type(hidden_size, **cell_kwargs)
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell_type: expected a cell class (making rnnjax.typing.Cell instances), got {cell_type!r}")
+    layer = Bidirectional(cell, cell) if bidirectional else RNN(cell)
+    if num_layers == 1:
+        return layer
+    return Stack([layer] * num_layers, dropout=float(dropout))

@@ -279,8 +279,8 @@ def test_state_dict_errors_list_every_problem():
         interop.from_torch_state_dict({"head.weight": np.zeros(2)}, "gru")
     with pytest.raises(ValueError, match="kind: expected one of"):
         interop.from_torch_state_dict(_state(_gru_shapes()), "transformer")
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        interop.from_torch_state_dict(_state(_gru_shapes()) | {"weight_hr_l0": np.zeros((2, H))}, "lstm")
+    with pytest.raises(ValueError, match=re.escape("state_dict['weight_hr_l0']: unexpected key")):
+        interop.from_torch_state_dict(_state(_gru_shapes()) | {"weight_hr_l0": np.zeros((2, H))}, "gru")
     # bias=False: no bias keys, zero biases
     no_bias = {k: v for k, v in _state(_gru_shapes()).items() if k.startswith("weight")}
     layer, params = interop.from_torch_state_dict(no_bias, "gru")
@@ -331,9 +331,7 @@ def test_a_text_or_empty_file_is_not_a_torch_checkpoint(tmp_path, content, messa
         interop.from_torch_state_dict(path, "gru")
 
 
-def test_from_torch_rejects_projections(torch):
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        interop.from_torch(torch.nn.LSTM(F, H, proj_size=2))
+def test_from_torch_rejects_other_modules(torch):  # LSTMs with projections convert: tests/test_projection.py
     with pytest.raises(TypeError, match="module: expected a torch.nn.RNN"):
         interop.from_torch(torch.nn.Linear(F, H))
 
@@ -661,6 +659,7 @@ def test_public_functions_have_docstrings_with_examples():
         assert fn.__doc__ and ">>>" in fn.__doc__ and "Returns:" in fn.__doc__, name
 
 
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN:UserWarning")
 def test_docs_examples_run(torch, keras):
     """Every ```python block of docs/interop.md runs, and its asserts hold."""
     doc = pathlib.Path(__file__).parents[1] / "docs" / "interop.md"

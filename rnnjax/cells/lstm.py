@@ -1,28 +1,30 @@
-"""The LSTM cell (gates i, f, g, o; one bias; optional peepholes)."""
+"""The LSTM cell (gates i, f, g, o; one bias; optional peepholes and output projection)."""
 
 import dataclasses
 from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from rnnjax._src import numerics
-from rnnjax.cells.base import BaseCell, StepNoise, accumulation_dtype, params_checked
+from rnnjax._src import checks, numerics
+from rnnjax.cells.base import BaseCell, StepNoise, accumulation_dtype, params_checked, short_repr
 from rnnjax.typing import Array, PRNGKey
 
 
 class LSTMCarry(NamedTuple):
     """LSTM carry, in torch/Keras order: hidden output first, then the cell state."""
 
-    h: Array  # [..., h]
+    h: Array  # [..., h] ([..., p] with a projection)
     c: Array  # [..., h]
 
 
 class LSTMParams(NamedTuple):
     w_i: Array  # [f, 4h]  gate blocks i, f, g, o
-    w_h: Array  # [h, 4h]
+    w_h: Array  # [h, 4h]  ([p, 4h] with a projection)
     b: Array  # [4h]      one bias (torch's b_ih + b_hh)
     peephole: Array | None = None  # [3, h]  rows: input, forget, output gate
+    w_proj: Array | None = None  # [h, p]  output projection (torch's weight_hr transposed)
     carry0: LSTMCarry | None = None
 
     gate_fields = ("w_i", "w_h", "b")
@@ -38,13 +40,22 @@ class LSTMCell(BaseCell):
             \quad\text{(peephole only)} \\
         c_t &= \sigma(f) \odot c_{t-1} + \sigma(i) \odot \tanh(g) \\
         o &\mathrel{+}= p_o \odot c_t \quad\text{(peephole only)} \\
-        h_t &= \sigma(o) \odot \tanh(c_t), \qquad y_t = h_t
+        h_t &= \sigma(o) \odot \tanh(c_t) \quad
+            \big(h_t = (\sigma(o) \odot \tanh(c_t))\, W_{hr} \text{ with a projection}\big),
+            \qquad y_t = h_t
+
+    With ``proj_size=p`` (LSTMP, Sak et al. 2014; torch's ``nn.LSTM(proj_size=p)``) the hidden
+    output is projected to ``p`` units by ``W_hr = w_proj: [h, p]``: the carry's ``h`` and the
+    output are ``[p]``, the cell state ``c`` stays ``[h]``, and ``w_h`` is ``[p, 4h]``.
 
     Args:
-      hidden_size: hidden units ``h``.
+      hidden_size: hidden units ``h`` (the size of the cell state and of each gate).
       forget_bias: initial value of the forget-gate bias (Keras' ``unit_forget_bias``
         is 1.0, the default; torch and Flax start at 0.0). Only ``init`` uses it.
-      peephole: add diagonal peephole weights ``p: [3, h]`` (Gers & Schmidhuber).
+      peephole: add diagonal peephole weights ``p: [3, h]`` (Gers & Schmidhuber); they act
+        on the cell state, so they combine with a projection.
+      proj_size: project the output to ``p`` units (a positive integer); None or 0: no
+        projection (``w_proj`` is None).
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -52,41 +63,90 @@ class LSTMCell(BaseCell):
         >>> params = cell.init(jax.random.key(0), 64)
         >>> sum(p.size for p in jax.tree_util.tree_leaves(params))  # = Keras LSTM(128)
         98816
+        >>> cell = LSTMCell(128, proj_size=32)  # = torch.nn.LSTM(64, 128, proj_size=32), biases summed
+        >>> carry, ys = rj.unroll(cell, cell.init(jax.random.key(0), 64), jnp.ones((5, 64)))
+        >>> carry.h.shape, carry.c.shape, ys.shape
+        ((32,), (128,), (5, 32))
 
     References:
       Hochreiter & Schmidhuber, "Long short-term memory", Neural Computation 1997;
-      Gers & Schmidhuber, "Recurrent nets that time and count", IJCNN 2000.
+      Gers & Schmidhuber, "Recurrent nets that time and count", IJCNN 2000;
+      Sak, Senior & Beaufays, "Long short-term memory recurrent neural network architectures
+      for large scale acoustic modeling", Interspeech 2014.
     """
 
     hidden_size: int
     _: dataclasses.KW_ONLY
     forget_bias: float = 1.0
     peephole: bool = False
+    proj_size: int | None = None
 
     params_type: ClassVar[type] = LSTMParams
     num_gates: ClassVar[int] = 4
     supports_noise: ClassVar[bool] = True
 
+    def __post_init__(self):
+        super().__post_init__()
+        proj = self.proj_size
+        if proj is not None and (isinstance(proj, bool) or not isinstance(proj, int | np.integer) or proj < 0):
+            raise ValueError(f"proj_size: expected a positive integer, or 0 or None for no projection, got {proj!r}")
+        # one canonical form, so that proj_size=0 and None (no projection) compare and hash equal
+        object.__setattr__(self, "proj_size", int(self.proj_size) if self.proj_size else None)
+
+    @property
+    def output_size(self) -> int:
+        """Size of the output ``y`` and of the carry's ``h``: ``proj_size``, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
     def _carry_sizes(self) -> LSTMCarry:
-        return LSTMCarry(self.hidden_size, self.hidden_size)
+        return LSTMCarry(self.output_size, self.hidden_size)
 
     def _carry_dtypes(self, dtype) -> LSTMCarry:
         return LSTMCarry(jnp.dtype(dtype), accumulation_dtype(dtype))  # a 16-bit cell state drifts
 
     def init(self, key: PRNGKey, input_size: int) -> LSTMParams:
-        """Params: ``w_i [f, 4h]``, ``w_h [h, 4h]``, ``b [4h]`` (forget block = ``forget_bias``).
+        """Params: ``w_i [f, 4h]``, ``w_h [h, 4h]``, ``b [4h]`` (forget block = ``forget_bias``); with a
+        projection ``w_h [p, 4h]`` and ``w_proj [h, p]`` (``recurrent_init``: it is on the recurrent path).
 
         Example:
             >>> import jax, jax.numpy as jnp, rnnjax as rj
             >>> params = LSTMCell(8).init(jax.random.key(0), 4)
             >>> params.w_i.shape, params.b[8:16].tolist() == [1.0] * 8
             ((4, 32), True)
+            >>> params = LSTMCell(8, proj_size=3).init(jax.random.key(0), 4)
+            >>> params.w_h.shape, params.w_proj.shape
+            ((3, 32), (8, 3))
         """
-        w_i, w_h = self._weights(key, input_size)
         h = self.hidden_size
+        if self.proj_size is None:
+            w_i, w_h = self._weights(key, input_size)
+            w_proj = None
+        else:
+            checks.positive_int(input_size, "input_size")
+            k_i, k_h, k_proj = jax.random.split(key, 3)
+            w_i = self._initialize(self.kernel_init, k_i, (input_size, 4 * h))
+            w_h = self._initialize(self.recurrent_init, k_h, (self.proj_size, 4 * h))
+            w_proj = self._initialize(self.recurrent_init, k_proj, (h, self.proj_size))
         b = jnp.zeros((4 * h,), self.param_dtype).at[h : 2 * h].set(self.forget_bias)
         peephole = jnp.zeros((3, h), self.param_dtype) if self.peephole else None
-        return LSTMParams(w_i, w_h, b, peephole, self._init_carry0())
+        return LSTMParams(w_i, w_h, b, peephole, w_proj, self._init_carry0())
+
+    def check_params(self, params: LSTMParams) -> None:
+        """As every cell's (see :meth:`BaseCell.check_params`); params with a projection where the cell
+        has none, or the reverse, name ``params.w_proj`` and the ``proj_size`` that would fit them."""
+        checks.params_type(params, LSTMParams, self)
+        if (params.w_proj is None) != (self.proj_size is None):  # before w_h, whose shape differs too
+            if self.proj_size is None:
+                needs, shape = "None", np.shape(params.w_proj)
+                hint = f" (made by {short_repr(dataclasses.replace(self, proj_size=shape[-1]))}?)" if shape else ""
+            else:
+                needs = f"an array of shape ({self.hidden_size}, {self.proj_size})"
+                hint = f" (made by {short_repr(dataclasses.replace(self, proj_size=None))}?)"
+            raise ValueError(
+                f"params.w_proj: {short_repr(self)} expects {needs} here; these params have "
+                f"{'None' if params.w_proj is None else f'an array of shape {np.shape(params.w_proj)}'}{hint}"
+            )
+        super().check_params(params)
 
     @params_checked
     def recur(
@@ -97,12 +157,12 @@ class LSTMCell(BaseCell):
 
         Example:
             >>> import jax, jax.numpy as jnp, rnnjax as rj
-            >>> cell = LSTMCell(8, peephole=True)
+            >>> cell = LSTMCell(8, peephole=True, proj_size=3)
             >>> params = cell.init(jax.random.key(0), 4)
             >>> u = cell.project(params, jnp.ones(4))
             >>> carry, y = cell.recur(params, cell.initial_carry(params), u)
             >>> carry.c.shape, y.shape
-            ((8,), (8,))
+            ((8,), (3,))
         """
         dtype, acc = u.dtype, accumulation_dtype(u.dtype)
         c = carry.c.astype(acc)
@@ -116,5 +176,7 @@ class LSTMCell(BaseCell):
         if params.peephole is not None:
             o = o + p[2] * c
         h = (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(dtype)
+        if params.w_proj is not None:
+            h = numerics.matmul(h, params.w_proj, dtype, self.precision).astype(dtype)
         carry = self._zone_out(carry, LSTMCarry(h, c), noise)
         return carry, carry.h

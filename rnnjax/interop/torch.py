@@ -22,11 +22,11 @@ from rnnjax.cells import (
     LSTMParams,
 )
 from rnnjax.interop import common
-from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Stack
+from rnnjax.layers import Bidirectional, BidirectionalParams, Stack, deep
 from rnnjax.typing import Array, Carry, Params
 
 _TORCH_MODES = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "LSTM": ("lstm", None), "GRU": ("gru", None)}
-_TORCH_KEY = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
+_TORCH_KEY = re.compile(r"^(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?$")
 
 
 # --- carries between torch and rnnjax ----------------------------------------------------------
@@ -57,7 +57,8 @@ def to_torch_carry(layer, carry: Carry) -> Array | tuple[Array, Array]:
 
     Returns:
       ``h_n: [num_layers * num_directions, *batch, h]`` (and ``c_n`` of the same shape for
-      an LSTM), layer 0 forward first, then layer 0 backward, layer 1 forward, ... as torch.
+      an LSTM; with ``proj_size=p``, ``h_n`` is ``[..., p]``), layer 0 forward first, then
+      layer 0 backward, layer 1 forward, ... as torch.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -82,8 +83,9 @@ def from_torch_carry(layer, h, c=None, *, dtype: Any = jnp.float32) -> Carry:
 
     Args:
       layer: the sequence layer (as from :func:`from_torch`).
-      h: ``[num_layers * num_directions, *batch, h]``, a torch tensor or an array.
-      c: the LSTM cell state, same shape; required for LSTM layers.
+      h: ``[num_layers * num_directions, *batch, h]`` (``[..., p]`` for an LSTM with
+        ``proj_size=p``), a torch tensor or an array.
+      c: the LSTM cell state ``[num_layers * num_directions, *batch, h]``; required for LSTM layers.
       dtype: dtype of the result (None keeps the source's).
 
     Returns:
@@ -108,8 +110,8 @@ def from_torch_carry(layer, h, c=None, *, dtype: Any = jnp.float32) -> Carry:
         raise ValueError("c: an LSTM layer needs the cell state c_0 too, got None")
     if c is not None:
         c = common.as_numpy(c).astype(h.dtype)
-        if c.shape != h.shape:
-            raise ValueError(f"c: expected the shape of h {h.shape}, got {c.shape}")
+        if c.shape[:-1] != h.shape[:-1]:  # the last axes differ with a projection: h [..., p], c [..., h]
+            raise ValueError(f"c: expected the shape of h {h.shape} (but for the last axis), got {c.shape}")
     flat = [
         LSTMCarry(jnp.asarray(h[i]), jnp.asarray(c[i])) if lstm else HiddenCarry(jnp.asarray(h[i]))
         for i, lstm in enumerate(is_lstm)
@@ -205,14 +207,19 @@ def _torch_kind(kind: str, nonlinearity: str) -> tuple[str, str]:
     return kind, nonlinearity
 
 
-def _torch_hidden_size(shapes: dict[str, tuple], gates: int) -> int | None:
-    """The hidden size most of a state dict's tensors agree on (rows / gates, ``weight_hh``'s columns)."""
+def _torch_hidden_size(shapes: dict[str, tuple], gates: int, projected: bool) -> int | None:
+    """The hidden size most of a state dict's tensors agree on (rows / gates; ``weight_hh``'s columns,
+    or with a projection ``weight_hr``'s columns: ``weight_hh`` is ``[4h, p]``, ``weight_hr`` ``[p, h]``)."""
     votes = []
     for name, shape in shapes.items():
+        if name.startswith("weight_hr"):
+            if len(shape) == 2 and shape[1] > 0:
+                votes.append(shape[1])
+            continue
         is_weight = name.startswith("weight")
         if len(shape) == (2 if is_weight else 1) and shape[0] > 0 and shape[0] % gates == 0:
             votes.append(shape[0] // gates)
-        if name.startswith("weight_hh") and len(shape) == 2 and shape[1] > 0:
+        if name.startswith("weight_hh") and not projected and len(shape) == 2 and shape[1] > 0:
             votes.append(shape[1])
     return Counter(votes).most_common(1)[0][0] if votes else None
 
@@ -259,6 +266,7 @@ def from_torch_state_dict(
     num_layers: int | None = None,
     bidirectional: bool | None = None,
     bias: bool | None = None,
+    proj_size: int | None = None,
     dropout: float = 0.0,
     prefix: str = "",
     dtype: Any = jnp.float32,
@@ -281,6 +289,8 @@ def from_torch_state_dict(
       bidirectional: read from the keys (``*_reverse``) when None.
       bias: whether the module has biases (``bias=False``: rnnjax biases are zeros);
         read from the keys when None.
+      proj_size: an LSTM's projection size ``p`` (``weight_hr_l* [p, h]``; 0: none); read
+        from ``weight_hr_l0`` when None.
       dropout: torch's ``dropout`` between layers, kept as ``Stack(dropout=)``.
       prefix: select the keys that start with it (e.g. ``"encoder.rnn."``), ignore the rest.
       dtype: dtype of the params; None keeps the state dict's.
@@ -313,10 +323,6 @@ def from_torch_state_dict(
         if not isinstance(name, str):
             raise TypeError(f"state_dict: expected string keys (tensor names), got {name!r}")
     entries = {name[len(prefix) :]: value for name, value in state_dict.items() if name.startswith(prefix)}
-    if any(name.startswith("weight_hr_l") for name in entries):
-        raise NotImplementedError(
-            "proj_size: LSTMs with projections (proj_size > 0, weight_hr_l* keys) are not supported by rnnjax"
-        )
     found = [m for m in map(_TORCH_KEY.match, entries) if m]
     if not found:
         raise ValueError(
@@ -332,8 +338,14 @@ def from_torch_state_dict(
     if bias is None:
         bias = any(m.group(1) == "bias" and int(m.group(3)) < num_layers for m in found)
     shapes = {m.group(0): tuple(np.shape(entries[m.group(0)])) for m in found}
+    if proj_size is None:  # an LSTM's projection W_hr [p, h]; a weight_hr of another kind is an unexpected key
+        hr = shapes.get("weight_hr_l0", ())
+        proj_size = hr[0] if kind == "lstm" and len(hr) == 2 else 0
+    checks.non_negative_int(proj_size, "proj_size")
+    if proj_size and kind != "lstm":
+        raise ValueError(f"proj_size: only an LSTM has a projection, got proj_size={proj_size} for kind={kind!r}")
     if hidden_size is None:
-        hidden_size = _torch_hidden_size(shapes, common.GATES[kind])
+        hidden_size = _torch_hidden_size(shapes, common.GATES[kind], projected=proj_size > 0)
     if input_size is None:
         input_size = shapes["weight_ih_l0"][1] if len(shapes.get("weight_ih_l0", ())) == 2 else None
     for name, value in (("hidden_size", hidden_size), ("input_size", input_size), ("num_layers", num_layers)):
@@ -343,73 +355,85 @@ def from_torch_state_dict(
         raise ValueError(f"state_dict: cannot read hidden_size from the shapes {shapes}; pass hidden_size=")
 
     gates, num_dirs = common.GATES[kind] * hidden_size, 2 if bidirectional else 1
+    out_size = proj_size or hidden_size  # what each direction outputs and feeds back
     suffixes = ["", "_reverse"][:num_dirs]
     expected = {}
     for layer_index in range(num_layers):
-        in_size = input_size if layer_index == 0 else num_dirs * hidden_size
+        in_size = input_size if layer_index == 0 else num_dirs * out_size
         for s in suffixes:
             expected[f"weight_ih_l{layer_index}{s}"] = (gates, in_size)
-            expected[f"weight_hh_l{layer_index}{s}"] = (gates, hidden_size)
+            expected[f"weight_hh_l{layer_index}{s}"] = (gates, out_size)
             if bias:
                 expected[f"bias_ih_l{layer_index}{s}"] = (gates,)
                 expected[f"bias_hh_l{layer_index}{s}"] = (gates,)
+            if proj_size:
+                expected[f"weight_hr_l{layer_index}{s}"] = (proj_size, hidden_size)
     module = "torch.nn." + {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[kind]
     module += (
         f"(input_size={input_size}, hidden_size={hidden_size}, num_layers={num_layers}, bias={bias}, "
-        f"bidirectional={bidirectional})"
+        f"bidirectional={bidirectional}{f', proj_size={proj_size}' if proj_size else ''})"
     )
     hh = shapes.get("weight_hh_l0", ())
     fits = [k for k, g in common.GATES.items() if k != kind and len(hh) == 2 and hh[1] and hh[0] == g * hh[1]]
-    if fits:  # said only if some tensor does not match
+    if fits and not proj_size:  # said only if some tensor does not match
         module += f" (weight_hh_l0's shape {hh} fits kind={fits[0]!r})"
     arrays = _checked_state_dict(entries, expected, prefix, module)
     target = common.target_dtype(arrays["weight_ih_l0"].dtype, dtype)
     arrays = {k: v.astype(target) for k, v in arrays.items()}
     zeros = np.zeros((gates,), target)
 
-    def direction(layer_index, s):
+    def direction_params(layer_index, s):
         w_i = arrays[f"weight_ih_l{layer_index}{s}"].T
         w_h = arrays[f"weight_hh_l{layer_index}{s}"].T
         b_ih = arrays.get(f"bias_ih_l{layer_index}{s}", zeros)
         b_hh = arrays.get(f"bias_hh_l{layer_index}{s}", zeros)
         if kind == "gru":
-            return GRUCell(hidden_size, param_dtype=common.param_dtype(target)), GRUParams(w_i, w_h, b_ih, b_hh)
+            return GRUParams(w_i, w_h, b_ih, b_hh)
         if kind == "lstm":
-            return LSTMCell(hidden_size, param_dtype=common.param_dtype(target)), LSTMParams(w_i, w_h, b_ih + b_hh)
-        cell = ElmanCell(hidden_size, activation=nonlinearity, param_dtype=common.param_dtype(target))
-        return cell, ElmanParams(w_i, w_h, b_ih + b_hh)
+            w_proj = arrays[f"weight_hr_l{layer_index}{s}"].T if proj_size else None
+            return LSTMParams(w_i, w_h, b_ih + b_hh, w_proj=w_proj)
+        return ElmanParams(w_i, w_h, b_ih + b_hh)
 
-    layers, params = [], []
+    cell_type, cell_kwargs = {
+        "rnn": (ElmanCell, {"activation": nonlinearity}),
+        "lstm": (LSTMCell, {"proj_size": proj_size}),
+        "gru": (GRUCell, {}),
+    }[kind]
+    layer = deep(
+        cell_type,
+        hidden_size,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        dropout=float(dropout) if num_layers > 1 else 0.0,  # torch's dropout acts between layers only
+        param_dtype=common.param_dtype(target),
+        **cell_kwargs,
+    )
+    params = []
     for layer_index in range(num_layers):
-        parts = [direction(layer_index, s) for s in suffixes]
-        if bidirectional:
-            layers.append(Bidirectional(parts[0][0], parts[1][0]))
-            params.append(BidirectionalParams(parts[0][1], parts[1][1]))
-        else:
-            layers.append(RNN(parts[0][0]))
-            params.append(parts[0][1])
+        parts = [direction_params(layer_index, s) for s in suffixes]
+        params.append(BidirectionalParams(*parts) if bidirectional else parts[0])
     params = common.jax_tree(tuple(params))
-    if num_layers == 1:
-        return layers[0], params[0]
-    return Stack(layers, dropout=float(dropout)), params
+    return layer, params if num_layers > 1 else params[0]
 
 
 def from_torch(module, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     """An rnnjax layer and its params computing what a torch ``nn.RNN``/``nn.LSTM``/``nn.GRU`` computes.
 
-    One layer gives ``rj.RNN(cell)`` (``rj.Bidirectional(cell, cell)`` if bidirectional),
-    several give ``rj.Stack([...], dropout=module.dropout)``. ``layer.apply(params, xs,
-    length=n)`` on ONE sequence ``xs: [t, f]`` equals torch's output ``[t, D*h]`` for it
-    (with a length: torch's ``pack_padded_sequence`` / ``pad_packed_sequence`` result, zeros
-    past ``n``); vmap it for a batch. ``batch_first`` only changes torch's input layout, so
-    it plays no part. ``bias=False`` gives zero biases.
+    The layer is :func:`rnnjax.layers.deep`'s for the module's settings: one layer gives
+    ``rj.RNN(cell)`` (``rj.Bidirectional(cell, cell)`` if bidirectional), several give
+    ``rj.Stack([...], dropout=module.dropout)``. ``layer.apply(params, xs, length=n)`` on ONE
+    sequence ``xs: [t, f]`` equals torch's output ``[t, D*h]`` for it (``[t, D*p]`` with
+    ``proj_size=p``; with a length: torch's ``pack_padded_sequence`` / ``pad_packed_sequence``
+    result, zeros past ``n``); vmap it for a batch. ``batch_first`` only changes torch's input
+    layout, so it plays no part. ``bias=False`` gives zero biases.
 
     Weights are transposed to features-last (torch ``[g, f]`` -> rnnjax ``[f, g]``); the gate
     orders are the same (LSTM i, f, g, o; GRU r, z, n). For ``nn.RNN``/``nn.LSTM`` the two
-    biases are summed, ``b = b_ih + b_hh``; a GRU keeps them, ``b = b_ih``, ``b_h = b_hh``.
+    biases are summed, ``b = b_ih + b_hh``; a GRU keeps them, ``b = b_ih``, ``b_h = b_hh``. An
+    LSTM's projection ``weight_hr [p, h]`` becomes ``LSTMCell(h, proj_size=p)``'s ``w_proj [h, p]``.
 
     Args:
-      module: a ``torch.nn.RNN`` (tanh or relu), ``nn.LSTM`` (``proj_size=0``) or ``nn.GRU``.
+      module: a ``torch.nn.RNN`` (tanh or relu), ``nn.LSTM`` (any ``proj_size``) or ``nn.GRU``.
       dtype: dtype of the params (float32 by default); None keeps the module's (float64
         after ``module.double()``, which needs ``jax_enable_x64``).
 
@@ -417,7 +441,6 @@ def from_torch(module, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
       ``(layer, params)``.
 
     Raises:
-      NotImplementedError: an LSTM with ``proj_size > 0``.
       TypeError: not one of the modules above.
 
     Example:
@@ -435,10 +458,6 @@ def from_torch(module, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
             f"module: expected a torch.nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}"
             + (hint if isinstance(module, Mapping | str | os.PathLike) else "")
         )
-    if getattr(module, "proj_size", 0):
-        raise NotImplementedError(
-            f"proj_size: LSTMs with projections (proj_size={module.proj_size}) are not supported by rnnjax"
-        )
     kind, nonlinearity = _TORCH_MODES[module.mode]
     return from_torch_state_dict(
         module.state_dict(),
@@ -449,6 +468,7 @@ def from_torch(module, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
         num_layers=module.num_layers,
         bidirectional=module.bidirectional,
         bias=module.bias,
+        proj_size=module.proj_size,
         dropout=module.dropout if module.num_layers > 1 else 0.0,
         dtype=dtype,
     )
@@ -485,14 +505,23 @@ def _torch_config(layer, params) -> tuple[dict, list]:
     num_dirs = {len(level) for level in levels}
     if len(num_dirs) != 1:
         raise ValueError("layer: torch needs every layer bidirectional, or none")
+    projections = {cell.proj_size or 0 for level in levels for cell, _ in level if isinstance(cell, LSTMCell)}
+    if len(projections) > 1:
+        raise ValueError(f"layer: torch needs the same proj_size in every layer, got {sorted(projections)}")
+    hidden_size, proj_size = sizes.pop(), projections.pop() if projections else 0
+    if proj_size >= hidden_size:
+        raise ValueError(
+            f"layer: torch.nn.LSTM needs proj_size < hidden_size, got proj_size={proj_size}, hidden_size={hidden_size}"
+        )
     config = {
         "kind": kind,
         "nonlinearity": nonlinearity,
         "input_size": levels[0][0][0].input_size(levels[0][0][1]),
-        "hidden_size": sizes.pop(),
+        "hidden_size": hidden_size,
         "num_layers": len(levels),
         "bidirectional": num_dirs.pop() == 2,
         "dropout": dropout,
+        "proj_size": proj_size,
     }
     return config, levels
 
@@ -511,20 +540,21 @@ def to_torch(layer, params: Params) -> dict:
 
     The inverse of :func:`from_torch`: weights are transposed back to ``[g, f]``. rnnjax's
     one bias of an ``ElmanCell``/``LSTMCell`` goes to ``bias_ih`` and ``bias_hh`` is zero; a
-    GRU's ``b``/``b_h`` go to ``bias_ih``/``bias_hh``. So rnnjax -> torch -> rnnjax gives
-    the same values; torch -> rnnjax -> torch gives the same values for a GRU and, for
-    ``nn.RNN``/``nn.LSTM``, the same function with ``bias_ih + bias_hh`` moved into
-    ``bias_ih``.
+    GRU's ``b``/``b_h`` go to ``bias_ih``/``bias_hh``; an LSTM's ``w_proj [h, p]`` to
+    ``weight_hr [p, h]``. So rnnjax -> torch -> rnnjax gives the same values; torch -> rnnjax
+    -> torch gives the same values for a GRU and, for ``nn.RNN``/``nn.LSTM``, the same
+    function with ``bias_ih + bias_hh`` moved into ``bias_ih``.
 
     Args:
       layer: ``RNN``, ``Bidirectional(merge="concat")`` or a ``Stack`` of them (a cell is
-        taken as ``RNN(cell)``), every layer of the same cell kind and hidden size:
-        ``ElmanCell`` (tanh/relu), ``LSTMCell`` (no peephole), ``GRUCell(reset_after=True)``.
+        taken as ``RNN(cell)``), every layer of the same cell kind, hidden size and
+        projection: ``ElmanCell`` (tanh/relu), ``LSTMCell`` (no peephole; ``proj_size`` None
+        or below ``hidden_size``, as torch requires), ``GRUCell(reset_after=True)``.
       params: its params.
 
     Returns:
       ``{name: torch.Tensor}`` with torch's names (``weight_ih_l0``, ...,
-      ``bias_hh_l1_reverse``), in the params' dtype.
+      ``bias_hh_l1_reverse``, ``weight_hr_l1_reverse``), in the params' dtype.
 
     Example:
         >>> import torch  # doctest: +SKIP
@@ -543,12 +573,12 @@ def to_torch(layer, params: Params) -> dict:
             out[f"weight_hh_l{layer_index}{s}"] = _torch_tensor(np.asarray(p.w_h).T)
             out[f"bias_ih_l{layer_index}{s}"] = _torch_tensor(b)
             out[f"bias_hh_l{layer_index}{s}"] = _torch_tensor(b_h)
-    # torch orders a layer's keys weight_ih, weight_hh, bias_ih, bias_hh, then the reverse direction
+            if config["proj_size"]:
+                out[f"weight_hr_l{layer_index}{s}"] = _torch_tensor(np.asarray(p.w_proj).T)
+    # torch orders a layer's keys weight_ih, weight_hh, bias_ih, bias_hh (weight_hr), then the reverse direction
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + (("weight_hr",) if config["proj_size"] else ())
     order = [
-        f"{name}_l{i}{s}"
-        for i, level in enumerate(levels)
-        for s in ["", "_reverse"][: len(level)]
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        f"{name}_l{i}{s}" for i, level in enumerate(levels) for s in ["", "_reverse"][: len(level)] for name in names
     ]
     return {k: out[k] for k in order}
 
@@ -574,6 +604,8 @@ def to_torch_module(layer, params: Params):
     config, _ = _torch_config(layer, params)
     state = to_torch(layer, params)
     kwargs = {"nonlinearity": config["nonlinearity"]} if config["kind"] == "rnn" else {}
+    if config["proj_size"]:
+        kwargs["proj_size"] = config["proj_size"]
     module_type = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[config["kind"]]
     module = module_type(
         config["input_size"],
