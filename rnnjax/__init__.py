@@ -38,6 +38,7 @@ from rnnjax.cells import (
     MinGRUParams,
     MinLSTMCell,
     MinLSTMParams,
+    ProjectedLSTMParams,
     RMLPCell,
     RMLPParams,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "MinGRUParams",
     "MinLSTMCell",
     "MinLSTMParams",
+    "ProjectedLSTMParams",
     "RMLPCell",
     "RMLPParams",
     "Stack",

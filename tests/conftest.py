@@ -25,6 +25,7 @@ CELLS = {
     "rmlp": rj.RMLPCell(5, mlp_sizes=(6, 4)),
     "lstm": rj.LSTMCell(5),
     "lstm_peephole": rj.LSTMCell(5, peephole=True),
+    "lstm_proj": rj.LSTMCell(5, proj_size=3),
     "gru": rj.GRUCell(5),
     "gru_cho": rj.GRUCell(5, reset_after=False),
     "layernorm_lstm": rj.LayerNormLSTMCell(5),

@@ -36,6 +36,7 @@ PUBLIC = {
     "MinGRUParams",
     "MinLSTMCell",
     "MinLSTMParams",
+    "ProjectedLSTMParams",
     "RMLPCell",
     "RMLPParams",
     "RNN",

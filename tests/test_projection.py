@@ -138,7 +138,10 @@ def test_init_shapes_sizes_and_hashing():
     cell = rj.LSTMCell(8, proj_size=3, forget_bias=2.0)
     params = cell.init(jax.random.key(0), 4)
     shapes = jax.tree_util.tree_map(jnp.shape, params)
-    assert shapes == rj.LSTMParams(w_i=(4, 32), w_h=(3, 32), b=(32,), peephole=None, w_proj=(8, 3))
+    assert shapes == rj.ProjectedLSTMParams(w_i=(4, 32), w_h=(3, 32), b=(32,), w_proj=(8, 3), peephole=None)
+    assert jax.tree_util.tree_structure(rj.LSTMCell(8).init(jax.random.key(0), 4)) == jax.tree_util.tree_structure(
+        rj.LSTMParams(1, 1, 1)
+    )  # an LSTM without projection keeps its params' structure (and its checkpoints)
     np.testing.assert_array_equal(params.b, [0.0] * 8 + [2.0] * 8 + [0.0] * 16)
     # w_proj is orthogonal (recurrent_init): orthonormal columns
     np.testing.assert_allclose(params.w_proj.T @ params.w_proj, np.eye(3), atol=1e-6)
@@ -231,7 +234,8 @@ def test_params_of_another_projection_are_named():
         projected.recur(bad, projected.initial_carry(_zeros(projected)), jnp.ones(4 * H))
     with pytest.raises(ValueError, match=re.escape("(made by LSTMCell(hidden_size=5, peephole=True, proj_size=3)?)")):
         rj.unroll(projected, _zeros(dataclasses.replace(projected, peephole=True)), xs)
-    with pytest.raises(TypeError, match=re.escape("params: expected LSTMParams (from LSTMCell.init), got GRUParams")):
+    message = "params: expected LSTMParams or ProjectedLSTMParams (from LSTMCell.init), got GRUParams"
+    with pytest.raises(TypeError, match=re.escape(message)):
         rj.unroll(projected, _zeros(rj.GRUCell(H)), xs)
 
 
@@ -379,7 +383,8 @@ def test_to_torch_checks_the_projection(torch):
     wide = rj.RNN(rj.LSTMCell(H, proj_size=H))
     with pytest.raises(ValueError, match=re.escape("torch.nn.LSTM needs proj_size < hidden_size, got proj_size=5, hi")):
         interop.to_torch_module(wide, _zeros_layer(wide))
-    with pytest.raises(ValueError, match="params.w_proj: LSTMCell"):  # params of another cell
+    message = "params: expected a LSTMParams for LSTMCell(hidden_size=5), got a ProjectedLSTMParams"
+    with pytest.raises(TypeError, match=re.escape(message)):  # params of another cell
         interop.to_torch(rj.RNN(rj.LSTMCell(H)), _zeros_layer(rj.RNN(rj.LSTMCell(H, proj_size=P))))
 
 

@@ -231,11 +231,11 @@ def same_structure(given, expected, name: str) -> None:
             )
 
 
-def params_type(params, expected_type: type, cell) -> None:
+def params_type(params, expected_type, cell) -> None:
+    """``params`` must be an ``expected_type`` (a type, or a union of types)."""
     if not isinstance(params, expected_type):
-        raise TypeError(
-            f"params: expected {expected_type.__name__} (from {type(cell).__name__}.init), got {type(params).__name__}"
-        )
+        name = getattr(expected_type, "__name__", None) or " or ".join(t.__name__ for t in expected_type.__args__)
+        raise TypeError(f"params: expected {name} (from {type(cell).__name__}.init), got {type(params).__name__}")
 
 
 def positive_int(value, name: str) -> None:

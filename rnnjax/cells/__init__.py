@@ -45,7 +45,7 @@ from rnnjax.cells.layernorm import (
     LayerNormParams,
 )
 from rnnjax.cells.linear import MinGRUCell, MinGRUParams, MinLSTMCell, MinLSTMParams
-from rnnjax.cells.lstm import LSTMCarry, LSTMCell, LSTMParams
+from rnnjax.cells.lstm import LSTMCarry, LSTMCell, LSTMParams, ProjectedLSTMParams
 from rnnjax.cells.rmlp import RMLPCell, RMLPParams
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "MinGRUParams",
     "MinLSTMCell",
     "MinLSTMParams",
+    "ProjectedLSTMParams",
     "RMLPCell",
     "RMLPParams",
     "accumulation_dtype",

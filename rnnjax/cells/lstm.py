@@ -24,10 +24,26 @@ class LSTMParams(NamedTuple):
     w_h: Array  # [h, 4h]  ([p, 4h] with a projection)
     b: Array  # [4h]      one bias (torch's b_ih + b_hh)
     peephole: Array | None = None  # [3, h]  rows: input, forget, output gate
-    w_proj: Array | None = None  # [h, p]  output projection (torch's weight_hr transposed)
     carry0: LSTMCarry | None = None
 
     gate_fields = ("w_i", "w_h", "b")
+
+
+class ProjectedLSTMParams(NamedTuple):
+    """``LSTMCell(proj_size=p)``'s params: an LSTM's, with ``w_h [p, 4h]``, and the projection ``w_proj``.
+
+    A type of its own, so that the params of an LSTM without projection keep their structure
+    (and the checkpoints saved with it restore).
+    """
+
+    w_i: Array  # [f, 4h]  gate blocks i, f, g, o
+    w_h: Array  # [p, 4h]
+    b: Array  # [4h]
+    w_proj: Array  # [h, p]  output projection (torch's weight_hr transposed)
+    peephole: Array | None = None  # [3, h]
+    carry0: LSTMCarry | None = None
+
+    gate_fields = ("w_i", "w_h", "b")  # w_proj [h, p] has no gate columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +97,6 @@ class LSTMCell(BaseCell):
     peephole: bool = False
     proj_size: int | None = None
 
-    params_type: ClassVar[type] = LSTMParams
     num_gates: ClassVar[int] = 4
     supports_noise: ClassVar[bool] = True
 
@@ -94,6 +109,11 @@ class LSTMCell(BaseCell):
         object.__setattr__(self, "proj_size", int(self.proj_size) if self.proj_size else None)
 
     @property
+    def params_type(self) -> type:
+        """:class:`LSTMParams`, or :class:`ProjectedLSTMParams` with a projection."""
+        return ProjectedLSTMParams if self.proj_size else LSTMParams
+
+    @property
     def output_size(self) -> int:
         """Size of the output ``y`` and of the carry's ``h``: ``proj_size``, else ``hidden_size``."""
         return self.proj_size or self.hidden_size
@@ -104,7 +124,7 @@ class LSTMCell(BaseCell):
     def _carry_dtypes(self, dtype) -> LSTMCarry:
         return LSTMCarry(jnp.dtype(dtype), accumulation_dtype(dtype))  # a 16-bit cell state drifts
 
-    def init(self, key: PRNGKey, input_size: int) -> LSTMParams:
+    def init(self, key: PRNGKey, input_size: int) -> LSTMParams | ProjectedLSTMParams:
         """Params: ``w_i [f, 4h]``, ``w_h [h, 4h]``, ``b [4h]`` (forget block = ``forget_bias``); with a
         projection ``w_h [p, 4h]`` and ``w_proj [h, p]`` (``recurrent_init``: it is on the recurrent path).
 
@@ -129,22 +149,25 @@ class LSTMCell(BaseCell):
             w_proj = self._initialize(self.recurrent_init, k_proj, (h, self.proj_size))
         b = jnp.zeros((4 * h,), self.param_dtype).at[h : 2 * h].set(self.forget_bias)
         peephole = jnp.zeros((3, h), self.param_dtype) if self.peephole else None
-        return LSTMParams(w_i, w_h, b, peephole, w_proj, self._init_carry0())
+        if w_proj is None:
+            return LSTMParams(w_i, w_h, b, peephole, self._init_carry0())
+        return ProjectedLSTMParams(w_i, w_h, b, w_proj, peephole, self._init_carry0())
 
-    def check_params(self, params: LSTMParams) -> None:
+    def check_params(self, params: LSTMParams | ProjectedLSTMParams) -> None:
         """As every cell's (see :meth:`BaseCell.check_params`); params with a projection where the cell
         has none, or the reverse, name ``params.w_proj`` and the ``proj_size`` that would fit them."""
-        checks.params_type(params, LSTMParams, self)
-        if (params.w_proj is None) != (self.proj_size is None):  # before w_h, whose shape differs too
+        checks.params_type(params, LSTMParams | ProjectedLSTMParams, self)
+        w_proj = params.w_proj if isinstance(params, ProjectedLSTMParams) else None
+        if (w_proj is None) != (self.proj_size is None):  # before w_h, whose shape differs too
             if self.proj_size is None:
-                needs, shape = "None", np.shape(params.w_proj)
+                needs, shape = "None", np.shape(w_proj)
                 hint = f" (made by {short_repr(dataclasses.replace(self, proj_size=shape[-1]))}?)" if shape else ""
             else:
                 needs = f"an array of shape ({self.hidden_size}, {self.proj_size})"
                 hint = f" (made by {short_repr(dataclasses.replace(self, proj_size=None))}?)"
             raise ValueError(
                 f"params.w_proj: {short_repr(self)} expects {needs} here; these params have "
-                f"{'None' if params.w_proj is None else f'an array of shape {np.shape(params.w_proj)}'}{hint}"
+                f"{'None' if w_proj is None else f'an array of shape {np.shape(w_proj)}'}{hint}"
             )
         super().check_params(params)
 
@@ -176,7 +199,7 @@ class LSTMCell(BaseCell):
         if params.peephole is not None:
             o = o + p[2] * c
         h = (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(dtype)
-        if params.w_proj is not None:
+        if self.proj_size:
             h = numerics.matmul(h, params.w_proj, dtype, self.precision).astype(dtype)
         carry = self._zone_out(carry, LSTMCarry(h, c), noise)
         return carry, carry.h

@@ -14,6 +14,7 @@ from rnnjax.cells import (
     GRUParams,
     LSTMCell,
     LSTMParams,
+    ProjectedLSTMParams,
 )
 from rnnjax.interop import common
 from rnnjax.typing import Params
@@ -181,6 +182,8 @@ def to_flax(cell, params: Params) -> dict:
     elif isinstance(cell, LSTMCell):
         if params.peephole is not None:
             raise ValueError("params: Flax's LSTM cells have no peepholes")
+        if isinstance(params, ProjectedLSTMParams):
+            raise ValueError("params: Flax's LSTM cells have no output projection (proj_size)")
         tree = {}
         for gate, wi, wh, bb in zip("ifgo", *(np.split(a, 4, axis=-1) for a in (w_i, w_h, b)), strict=True):
             tree["i" + gate] = {"kernel": wi}

@@ -14,6 +14,7 @@ from rnnjax.cells import (
     GRUParams,
     LSTMCell,
     LSTMParams,
+    ProjectedLSTMParams,
 )
 from rnnjax.interop import common
 from rnnjax.layers import RNN, Bidirectional, BidirectionalParams, Masking, Stack, as_layer
@@ -214,6 +215,8 @@ def _check_keras_rnn(rnn: RNN, params, keras_layer) -> None:
         raise ValueError("params: a learned initial carry (carry0) has no Keras equivalent")
     if isinstance(cell, LSTMCell) and params.peephole is not None:
         raise ValueError("params: Keras' LSTM has no peepholes")
+    if isinstance(params, ProjectedLSTMParams):
+        raise ValueError("params: Keras' LSTM has no output projection (proj_size)")
     if not isinstance(cell, ElmanCell | LSTMCell | GRUCell):
         raise TypeError(f"layer: Keras has no equivalent of {type(cell).__name__}")
     want = {ElmanCell: keras.layers.SimpleRNNCell, LSTMCell: keras.layers.LSTMCell, GRUCell: keras.layers.GRUCell}

@@ -20,6 +20,7 @@ from rnnjax.cells import (
     LSTMCarry,
     LSTMCell,
     LSTMParams,
+    ProjectedLSTMParams,
 )
 from rnnjax.interop import common
 from rnnjax.layers import Bidirectional, BidirectionalParams, Stack, deep
@@ -390,8 +391,9 @@ def from_torch_state_dict(
         if kind == "gru":
             return GRUParams(w_i, w_h, b_ih, b_hh)
         if kind == "lstm":
-            w_proj = arrays[f"weight_hr_l{layer_index}{s}"].T if proj_size else None
-            return LSTMParams(w_i, w_h, b_ih + b_hh, w_proj=w_proj)
+            if proj_size:
+                return ProjectedLSTMParams(w_i, w_h, b_ih + b_hh, arrays[f"weight_hr_l{layer_index}{s}"].T)
+            return LSTMParams(w_i, w_h, b_ih + b_hh)
         return ElmanParams(w_i, w_h, b_ih + b_hh)
 
     cell_type, cell_kwargs = {
