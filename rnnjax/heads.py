@@ -2,9 +2,15 @@
 
 Each head is a frozen dataclass with ``init(key, ...) -> params`` and a pure
 ``apply(params, x)`` for any leading shape, like the cells.
+
+``summary(model, params)`` prints Keras' ``model.summary()`` table of any model, layer or cell:
+the models and layers list their layers with a ``summary_rows(params)`` method
+(:class:`rnnjax.typing.Summarizable`), and :func:`summary_rows` gives the rows of any one part.
 """
 
 import dataclasses
+import re
+import textwrap
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,7 +20,7 @@ import numpy as np
 
 from rnnjax._src import checks, numerics
 from rnnjax.cells import DenseParams
-from rnnjax.typing import Array, PRNGKey
+from rnnjax.typing import Array, Cell, Layer, PRNGKey, Summarizable
 
 
 class EmbeddingParams(NamedTuple):
@@ -141,36 +147,136 @@ def count_params(params) -> int:
     return sum(int(np.prod(np.shape(x))) for x in jax.tree_util.tree_leaves(params))
 
 
-def summary(params, *, print_fn: Callable[[str], None] | None = print) -> str:
-    """A Keras-style table of a params pytree: name, shape, dtype and count of every leaf, and the total.
+# --- summary ---------------------------------------------------------------------------------------
+
+
+class SummaryRow(NamedTuple):
+    """One row of :func:`summary`: one layer of a model, as Keras' ``model.summary()`` lists it."""
+
+    name: str  # the layer's name; summary makes the names unique as Keras does (lstm, lstm_1, ...)
+    type: str  # what the layer is: "Embedding", "LSTM" (an LSTMCell run over time), "Bidirectional", "Dense", ...
+    output_shape: tuple[int | None, ...]  # its output for a batch, None for the batch and time axes: (None, None, o)
+    params: Any  # the layer's params (any pytree; None: no params); the rows' params add up to the model's
+
+
+def summary_rows(part, params, output_shape: tuple[int | None, ...]) -> tuple[SummaryRow, ...]:
+    """The summary rows of one part of a model, its output having ``output_shape``.
+
+    A part with its own ``summary_rows`` (:class:`Summarizable`: a ``Stack`` lists its layers)
+    gives those rows, the last one's output shape set to ``output_shape`` (e.g. ``(None, o)``
+    when the model keeps only the last step, as Keras' ``return_sequences=False``). Any other
+    part is one row named after its type, a cell being the layer that runs it over time
+    (``LSTMCell`` is ``LSTM``, as in Keras).
 
     Args:
-      params: any pytree of arrays (NamedTuples, dicts, tuples).
-      print_fn: where to send the table (None: only return it).
+      part: a cell, layer, head (``Embedding``, ``Dense``), attention module, ...
+      params: its params.
+      output_shape: its output, ``None`` for the batch and time axes.
 
     Returns:
-      The table as a string.
+      A tuple of :class:`SummaryRow`.
 
     Example:
         >>> import jax, rnnjax as rj
-        >>> keys = jax.random.split(jax.random.key(0), 3)
-        >>> params = {
-        ...     "embed": rj.Embedding(1000, 64).init(keys[0]),
-        ...     "lstm": rj.LSTMCell(128).init(keys[1], 64),
-        ...     "head": rj.Dense(10).init(keys[2], 128),
-        ... }
-        >>> _ = rj.summary(params)
-        name           shape        dtype        params
-        -----------------------------------------------
-        embed.table    (1000, 64)   float32      64,000
-        head.w         (128, 10)    float32       1,280
-        head.b         (10,)        float32          10
-        lstm.w_i       (64, 512)    float32      32,768
-        lstm.w_h       (128, 512)   float32      65,536
-        lstm.b         (512,)       float32         512
-        -----------------------------------------------
-        total                                   164,106
+        >>> cell = rj.LSTMCell(128)
+        >>> row, = rj.heads.summary_rows(cell, cell.init(jax.random.key(0), 64), (None, 128))
+        >>> row.name, row.type, row.output_shape, rj.count_params(row.params)
+        ('lstm', 'LSTM', (None, 128), 98816)
     """
+    output_shape = tuple(output_shape)
+    if isinstance(part, Summarizable):
+        *rows, last = part.summary_rows(params)
+        return (*rows, last._replace(output_shape=output_shape))
+    kind = type(part).__name__
+    if isinstance(part, Cell):
+        kind = kind.removesuffix("Cell")
+    return (SummaryRow(_snake_case(kind), kind, output_shape, params),)
+
+
+def _snake_case(name: str) -> str:
+    """Keras' layer names: ``LSTM -> lstm``, ``SimpleRNN -> simple_rnn``, ``GlobalAveragePooling1D ->
+    global_average_pooling1d``."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _unique(names: list[str]) -> list[str]:
+    """``lstm, lstm, dense -> lstm, lstm_1, dense``, as Keras numbers its layers."""
+    counts: dict[str, int] = {}
+    used: set[str] = set()
+    unique = []
+    for name in names:
+        i = counts.get(name, 0)
+        candidate = name if i == 0 else f"{name}_{i}"
+        while candidate in used:
+            i += 1
+            candidate = f"{name}_{i}"
+        counts[name] = i + 1
+        used.add(candidate)
+        unique.append(candidate)
+    return unique
+
+
+def _num_bytes(params) -> int:
+    return sum(int(np.size(x)) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(params))
+
+
+def _readable_size(num_bytes: float) -> str:
+    """``656424 -> '641.04 KB'``, as Keras writes memory sizes."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if num_bytes < 1024:
+            return f"{num_bytes:.2f} {unit}"
+        num_bytes /= 1024
+    return f"{num_bytes:.2f} PB"
+
+
+def _format_shape(shape) -> str:
+    return f"({', '.join(str(n) for n in shape)})"
+
+
+# Keras' column widths (each with its one-space padding on both sides) on an 80-column console.
+_WIDTHS = (33, 24, 15)
+
+
+def _model_table(title: str, rows: list[SummaryRow], params) -> str:
+    """Keras' table: a box of three columns (the last right-aligned), a text too long for its column
+    wrapped onto more lines at spaces, as Keras (rich) wraps it."""
+    names = _unique([row.name for row in rows])
+    cells = [
+        (f"{name} ({row.type})", _format_shape(row.output_shape), f"{count_params(row.params):,}")
+        for name, row in zip(names, rows, strict=True)
+    ]
+
+    def line(left, fill, mid, right):
+        return left + mid.join(fill * width for width in _WIDTHS) + right
+
+    def row(texts, edge):
+        columns = [textwrap.wrap(text, width - 2) or [""] for text, width in zip(texts, _WIDTHS, strict=True)]
+        height = max(len(column) for column in columns)
+        lines = []
+        for i in range(height):
+            parts = [column[i] if i < len(column) else "" for column in columns]
+            padded = [f" {parts[0]:<{_WIDTHS[0] - 2}} ", f" {parts[1]:<{_WIDTHS[1] - 2}} "]
+            lines.append(edge + edge.join([*padded, f" {parts[2]:>{_WIDTHS[2] - 2}} "]) + edge)
+        return lines
+
+    table = [f'Model: "{title}"', line("┏", "━", "┳", "┓"), *row(("Layer (type)", "Output Shape", "Param #"), "┃")]
+    table.append(line("┡", "━", "╇", "┩"))
+    for i, texts in enumerate(cells):
+        if i:
+            table.append(line("├", "─", "┼", "┤"))
+        table += row(texts, "│")
+    table.append(line("└", "─", "┴", "┘"))
+    total, size = count_params(params), _readable_size(_num_bytes(params))
+    table += [
+        f" Total params: {total:,} ({size})",
+        f" Trainable params: {total:,} ({size})",
+        f" Non-trainable params: 0 ({_readable_size(0)})",
+    ]
+    return "\n".join(table)
+
+
+def _weights_table(params) -> str:
     rows = [
         (_path_name(path), str(tuple(np.shape(leaf))), str(getattr(leaf, "dtype", "")), int(np.size(leaf)))
         for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
@@ -184,7 +290,89 @@ def summary(params, *, print_fn: Callable[[str], None] | None = print) -> str:
     out = [f"{'name':<{width_name}}{'shape':<{width_shape}}{'dtype':<{width_dtype}}{'params':>{width_count}}", line]
     out += [f"{n:<{width_name}}{s:<{width_shape}}{d:<{width_dtype}}{c:>{width_count},}" for n, s, d, c in rows]
     out += [line, f"{'total':<{width_name + width_shape + width_dtype}}{total:>{width_count},}"]
-    table = "\n".join(out)
+    return "\n".join(out)
+
+
+def summary(model_or_params, params=None, *, print_fn: Callable[[str], None] | None = print) -> str:
+    """A Keras-style summary: one row per layer of a model, or one row per weight of a params pytree.
+
+    ``summary(model, params)``: the table Keras' ``model.summary()`` prints. One row per layer
+    in definition order, with its name (made unique as Keras does: ``lstm``, ``lstm_1``, ...),
+    its type, the output shape of a batch (``None`` for the batch and time axes) and its
+    parameter count; then the total count and size. A cell counts as the layer that runs it
+    over time (``LSTMCell`` is ``LSTM``), a ``Stack`` or ``StackedCell`` as its layers, a
+    ``Masking`` layer as the layer it wraps. ``model`` is a model of :mod:`rnnjax.models`, a
+    layer or a cell, or anything with a ``summary_rows(params)`` method (:class:`Summarizable`).
+    Every rnnjax param is trained by ``jax.grad`` (there are no frozen statistics), so all are
+    counted as trainable and the non-trainable count is 0. Keras' column widths are kept; a
+    longer text wraps onto more lines, as in Keras.
+
+    ``summary(params)``: a table of a bare params pytree, one row per array (its path, shape,
+    dtype and count, in pytree order), and the total.
+
+    Args:
+      model_or_params: a model, layer or cell (with ``params``), or a params pytree (alone).
+      params: the model's params (from its ``init``; ``jax.eval_shape`` of it works too).
+      print_fn: where to send the table (None: only return it).
+
+    Returns:
+      The table as a string.
+
+    Example:
+        >>> import jax, rnnjax as rj
+        >>> model = rj.models.SequenceClassifier(rj.LSTMCell(128), 10, 64, vocab_size=1000)
+        >>> _ = rj.summary(model, model.init(jax.random.key(0)))
+        Model: "sequence_classifier"
+        ┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓
+        ┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃
+        ┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩
+        │ embedding (Embedding)           │ (None, None, 64)       │        64,000 │
+        ├─────────────────────────────────┼────────────────────────┼───────────────┤
+        │ lstm (LSTM)                     │ (None, 128)            │        98,816 │
+        ├─────────────────────────────────┼────────────────────────┼───────────────┤
+        │ dense (Dense)                   │ (None, 10)             │         1,290 │
+        └─────────────────────────────────┴────────────────────────┴───────────────┘
+         Total params: 164,106 (641.04 KB)
+         Trainable params: 164,106 (641.04 KB)
+         Non-trainable params: 0 (0.00 B)
+
+        A bare params pytree:
+
+        >>> cell = rj.LSTMCell(128)
+        >>> _ = rj.summary({"lstm": cell.init(jax.random.key(0), 64)})
+        name        shape        dtype       params
+        -------------------------------------------
+        lstm.w_i    (64, 512)    float32     32,768
+        lstm.w_h    (128, 512)   float32     65,536
+        lstm.b      (512,)       float32        512
+        -------------------------------------------
+        total                                98,816
+    """
+    model = model_or_params
+    if params is None:
+        if isinstance(model, Summarizable | Cell | Layer):
+            raise TypeError(
+                f"params: expected the params of the {type(model).__name__} (from its init), got None "
+                "(rj.summary(model, params); rj.summary(params) alone lists a params pytree)"
+            )
+        table = _weights_table(model)
+    else:
+        if isinstance(model, Summarizable):
+            rows = list(model.summary_rows(params))
+        elif isinstance(model, Cell | Layer):
+            rows = list(summary_rows(model, params, (None, None, model.output_size)))
+        else:
+            raise TypeError(
+                f"model_or_params: expected a model, layer or cell (with summary_rows) when params is given, "
+                f"got {type(model).__name__} (rj.summary(params) alone lists a params pytree)"
+            )
+        listed, total = sum(count_params(row.params) for row in rows), count_params(params)
+        if listed != total:
+            raise ValueError(
+                f"params: the {type(model).__name__}'s layers hold {listed:,} params, the given params "
+                f"{total:,} (params of another model?)"
+            )
+        table = _model_table(_snake_case(type(model).__name__), rows, params)
     if print_fn is not None:
         print_fn(table)
     return table

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rnnjax import heads
 from rnnjax._src import checks
 from rnnjax._src.dropout import dropout
 from rnnjax.recurrence import unroll
@@ -108,6 +109,10 @@ class RNN:
         ``key`` trains with the cell's dropout and zoneout (see :func:`rnnjax.unroll`); None: inference.
         """
         return self.apply_with_carry(params, xs, length=length, mask=mask, key=key)[1]
+
+    def summary_rows(self, params: Params) -> tuple[heads.SummaryRow, ...]:
+        """Its row in :func:`rnnjax.summary`: the cell run over time (``LSTMCell`` is ``LSTM``), ``(None, None, o)``."""
+        return heads.summary_rows(self.cell, params, (None, None, self.output_size))
 
 
 def _init_chain(parts, key: PRNGKey, input_size: int) -> tuple[Params, ...]:
@@ -371,6 +376,27 @@ class Stack:
         gets the same ``length`` and ``mask``."""
         return self.apply_with_carry(params, xs, length=length, mask=mask, key=key)[1]
 
+    def summary_rows(self, params: tuple[Params, ...]) -> tuple[heads.SummaryRow, ...]:
+        """Its rows in :func:`rnnjax.summary`: each layer's, input side first, and a ``Dropout`` row between
+        layers when ``dropout > 0``.
+
+        Example:
+            >>> import jax, rnnjax as rj
+            >>> stack = rj.Stack([rj.Bidirectional(rj.LSTMCell(16), rj.LSTMCell(16)), rj.LSTMCell(4)], dropout=0.1)
+            >>> rows = stack.summary_rows(stack.init(jax.random.key(0), 8))
+            >>> for row in rows:
+            ...     print(row.name, row.type, row.output_shape, rj.count_params(row.params))
+            bidirectional Bidirectional (None, None, 32) 3200
+            dropout Dropout (None, None, 32) 0
+            lstm LSTM (None, None, 4) 592
+        """
+        rows = []
+        for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
+            if i > 0 and self.dropout > 0:
+                rows.append(heads.SummaryRow("dropout", "Dropout", (None, None, self.layers[i - 1].output_size), None))
+            rows += heads.summary_rows(layer, p, (None, None, layer.output_size))
+        return tuple(rows)
+
 
 @dataclasses.dataclass(frozen=True)
 class StackedCell:
@@ -435,6 +461,13 @@ class StackedCell:
     def step(self, params: tuple[Params, ...], carry: tuple[Carry, ...], x: Array) -> tuple[tuple[Carry, ...], Array]:
         """``recur(params, carry, project(params, x))``."""
         return self.recur(params, carry, self.project(params, x))
+
+    def summary_rows(self, params: tuple[Params, ...]) -> tuple[heads.SummaryRow, ...]:
+        """Its rows in :func:`rnnjax.summary`: one per cell, each run over time (``(None, None, o)``)."""
+        rows = []
+        for cell, p in zip(self.cells, params, strict=True):
+            rows += heads.summary_rows(cell, p, (None, None, cell.output_size))
+        return tuple(rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -501,6 +534,10 @@ class Masking:
     ) -> Array:
         """The wrapped layer's outputs with the steps of ``mask_value`` masked."""
         return self.apply_with_carry(params, xs, length=length, mask=mask, key=key)[1]
+
+    def summary_rows(self, params: Params) -> tuple[heads.SummaryRow, ...]:
+        """Its rows in :func:`rnnjax.summary`: the wrapped layer's (the masking has no params and keeps shapes)."""
+        return heads.summary_rows(self.layer, params, (None, None, self.output_size))
 
 
 # --- any cell or layer ---------------------------------------------------------------------------

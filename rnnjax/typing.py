@@ -134,3 +134,15 @@ class NoisyCell(Cell, Protocol):
     def has_noise(self) -> bool: ...
 
     def sequence_noise(self, key: PRNGKey, params: Params, num_steps: int) -> Any: ...
+
+
+@runtime_checkable
+class Summarizable(Protocol):
+    """A model or layer that lists its layers for :func:`rnnjax.summary`, in definition order, as
+    :class:`rnnjax.heads.SummaryRow` tuples.
+
+    The models of :mod:`rnnjax.models` and the layers ``RNN``, ``Stack``, ``StackedCell`` and
+    ``Masking`` have it; anything of your own that has it is rendered by ``rj.summary`` too.
+    """
+
+    def summary_rows(self, params: Params) -> tuple[Any, ...]: ...

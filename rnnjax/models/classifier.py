@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rnnjax import heads
 from rnnjax._src import checks, masks
 from rnnjax.cells import DenseParams
 from rnnjax.heads import EmbeddingParams
@@ -137,6 +138,38 @@ class SequenceClassifier(base.Dtypes):
         ys, finals = base.run_encoder(self.encoder, params.encoder, xs, length, key, mask)
         valid = masks.valid_steps(xs.shape[0], length, mask)
         return self._head(self.num_classes).apply(params.head, self._pool(ys, finals, valid))
+
+    def summary_rows(self, params: ClassifierParams) -> tuple[heads.SummaryRow, ...]:
+        """Its rows in :func:`rnnjax.summary`: the embedding (with ``vocab_size``), the encoder's layers, the
+        pooling (``"mean"``: ``GlobalAveragePooling1D``, ``"max"``: ``GlobalMaxPooling1D``) and the head.
+
+        With ``pooling="last"`` the encoder's top layer gives one vector per sequence, ``(None, o)``, as a
+        Keras RNN with ``return_sequences=False``.
+
+        Example:
+            >>> import rnnjax as rj
+            >>> model = SequenceClassifier(rj.GRUCell(8), 3, 4, pooling="mean")
+            >>> for row in model.summary_rows(model.init(jax.random.key(0))):
+            ...     print(row.name, row.type, row.output_shape)
+            gru GRU (None, None, 8)
+            global_average_pooling1d GlobalAveragePooling1D (None, 8)
+            dense Dense (None, 3)
+        """
+        o, rows = self.encoder.output_size, []
+        if self.vocab_size is not None:
+            embedding = self._embed(self.vocab_size, self.input_size)
+            rows += heads.summary_rows(embedding, params.embed, (None, None, self.input_size))
+        if self.pooling == "last":
+            rows += heads.summary_rows(self.encoder, params.encoder, (None, o))
+        else:
+            rows += heads.summary_rows(self.encoder, params.encoder, (None, None, o))
+            name, kind = {
+                "mean": ("global_average_pooling1d", "GlobalAveragePooling1D"),
+                "max": ("global_max_pooling1d", "GlobalMaxPooling1D"),
+            }[self.pooling]
+            rows.append(heads.SummaryRow(name, kind, (None, o), None))
+        rows += heads.summary_rows(self._head(self.num_classes), params.head, (None, self.num_classes))
+        return tuple(rows)
 
 
 # ----------------------------------------------------------------------------- many-to-many

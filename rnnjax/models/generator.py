@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rnnjax import heads
 from rnnjax._src import carries, checks, masks
 from rnnjax.cells import DenseParams
 from rnnjax.heads import Embedding, EmbeddingParams
@@ -191,6 +192,28 @@ class ConditionedGenerator(base.Dtypes):
         x = self._inputs(params, token, carry.features)
         cell_carry, y = self.cell.step(params.cell, carry.cell, x)
         return GeneratorCarry(cell_carry, carry.features), self._head(self.vocab_size).apply(params.head, y)
+
+    def summary_rows(self, params: GeneratorParams) -> tuple[heads.SummaryRow, ...]:
+        """Its rows in :func:`rnnjax.summary`: the embedding, the bridge (a ``Dense`` from the features to the
+        flat carry, ``(None, n)``; for ``condition`` ``"init"`` and ``"both"``), one row per cell, the head.
+
+        Example:
+            >>> import rnnjax as rj
+            >>> model = ConditionedGenerator(6, 10, 4, rj.LSTMCell(8))
+            >>> for row in model.summary_rows(model.init(jax.random.key(0))):
+            ...     print(row.name, row.type, row.output_shape)
+            embedding Embedding (None, None, 4)
+            dense Dense (None, 16)
+            lstm LSTM (None, None, 8)
+            dense Dense (None, None, 10)
+        """
+        rows = list(heads.summary_rows(self._embedding, params.embed, (None, None, self.embed_size)))
+        if self._sets_carry:
+            size = carries.flat_size(jax.eval_shape(self.cell.initial_carry, params.cell))
+            rows += heads.summary_rows(self._dense(size), params.bridge, (None, size))
+        rows += heads.summary_rows(self.cell, params.cell, (None, None, self.cell.output_size))
+        rows += heads.summary_rows(self._head(self.vocab_size), params.head, (None, None, self.vocab_size))
+        return tuple(rows)
 
 
 # ----------------------------------------------------------------------------- encoder-decoder

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnjax import heads
 from rnnjax._src import checks, masks
 from rnnjax._src.dropout import dropout
 from rnnjax.cells import DenseParams
@@ -230,6 +231,34 @@ class LanguageModel(base.Dtypes):
         token = checks.one_token(token, self.vocab_size)
         carry, y = self.cell.step(params.cell, carry, self._embedding.apply(params.embed, token))
         return carry, self._logits(params, y)
+
+    def summary_rows(self, params: LanguageModelParams) -> tuple[heads.SummaryRow, ...]:
+        """Its rows in :func:`rnnjax.summary`: the embedding, a ``Dropout`` (when ``dropout > 0``), one row per
+        cell, a ``Dropout``, and the output layer: a ``Dense``, or with ``tie_weights`` a ``TiedDense`` whose
+        only params are its bias (its weights are the embedding table's, counted once).
+
+        Example:
+            >>> import rnnjax as rj
+            >>> model = LanguageModel(10, 8, [rj.LSTMCell(16), rj.GRUCell(8)], tie_weights=True)
+            >>> for row in model.summary_rows(model.init(jax.random.key(0))):
+            ...     print(row.name, row.type, row.output_shape, rj.count_params(row.params))
+            embedding Embedding (None, None, 8) 80
+            lstm LSTM (None, None, 16) 1600
+            gru GRU (None, None, 8) 624
+            tied_dense TiedDense (None, None, 10) 10
+        """
+        v, o = self.vocab_size, self.cell.output_size
+        rows = list(heads.summary_rows(self._embedding, params.embed, (None, None, self.embed_size)))
+        if self.dropout > 0:
+            rows.append(heads.SummaryRow("dropout", "Dropout", (None, None, self.embed_size), None))
+        rows += heads.summary_rows(self.cell, params.cell, (None, None, o))
+        if self.dropout > 0:
+            rows.append(heads.SummaryRow("dropout", "Dropout", (None, None, o), None))
+        if self.tie_weights:
+            rows.append(heads.SummaryRow("tied_dense", "TiedDense", (None, None, v), params.bias))
+        else:
+            rows += heads.summary_rows(self._head(v), params.head, (None, None, v))
+        return tuple(rows)
 
 
 # ----------------------------------------------------------------------------- one-to-many

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from rnnjax import heads
 from rnnjax._src import carries, checks, masks
 from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
 from rnnjax.heads import EmbeddingParams
@@ -297,3 +298,40 @@ class Seq2Seq(base.Dtypes):
         token = checks.one_token(token, self.tgt_vocab)
         decoder = self.decoder
         return decoder.step_embedded(params.decoder, carry, decoder.embed(params.decoder, token))
+
+    def summary_rows(self, params: Seq2SeqParams) -> tuple[heads.SummaryRow, ...]:
+        """Its rows in :func:`rnnjax.summary`, in the order of the params: the source embedding, the
+        encoder's layers, then the decoder's: its embedding, the bridge (a ``Dense`` from the final carries
+        to the flat decoder carry, ``(None, n)``, when there is one), the attention module (its context at
+        every step), one row per cell, ``W_c`` (a ``Dense``: the attentional vector, attention after the
+        step) and the output layer.
+
+        Example:
+            >>> import rnnjax as rj
+            >>> model = Seq2Seq(12, 10, 4, rj.GRUCell(8), rj.GRUCell(8), attention="luong")
+            >>> for row in model.summary_rows(model.init(jax.random.key(0))):
+            ...     print(row.name, row.type, row.output_shape)
+            embedding Embedding (None, None, 4)
+            gru GRU (None, None, 8)
+            embedding Embedding (None, None, 4)
+            general_attention GeneralAttention (None, None, 8)
+            gru GRU (None, None, 8)
+            dense Dense (None, None, 8)
+            dense Dense (None, None, 10)
+        """
+        decoder, p = self.decoder, params.decoder
+        e, size, v = self.encoder.output_size, self.embed_size, self.tgt_vocab
+        rows = list(heads.summary_rows(self._embed(self.src_vocab, size), params.src_embed, (None, None, size)))
+        rows += heads.summary_rows(self.encoder, params.encoder, (None, None, e))
+        rows += heads.summary_rows(self._embed(v, size), p.embed, (None, None, size))
+        if p.bridge is not None:
+            n = carries.flat_size(jax.eval_shape(decoder.cell.initial_carry, p.cell))
+            rows += heads.summary_rows(self._dense(n), p.bridge, (None, n))
+        if decoder.attention is not None:
+            context = decoder.attention.context_size(e)
+            rows += heads.summary_rows(decoder.attention, p.attention, (None, None, context))
+        rows += heads.summary_rows(decoder.cell, p.cell, (None, None, decoder.cell.output_size))
+        if p.w_c is not None:
+            rows.append(heads.SummaryRow("dense", "Dense", (None, None, decoder.attention_size), p.w_c))
+        rows += heads.summary_rows(self._head(v), p.head, (None, None, v))
+        return tuple(rows)

@@ -5,6 +5,7 @@ from typing import Any, NamedTuple
 
 import jax
 
+from rnnjax import heads
 from rnnjax._src import checks, masks
 from rnnjax.cells import DenseParams
 from rnnjax.heads import EmbeddingParams
@@ -96,3 +97,23 @@ class SequenceTagger(base.Dtypes):
         ys, _ = base.run_encoder(self.encoder, params.encoder, xs, length, key, mask)
         logits = self._head(self.num_tags).apply(params.head, ys)
         return masks.zero_invalid(logits, masks.valid_steps(xs.shape[0], length, mask))
+
+    def summary_rows(self, params: TaggerParams) -> tuple[heads.SummaryRow, ...]:
+        """Its rows in :func:`rnnjax.summary`: the embedding (with ``vocab_size``), the encoder's layers and
+        the head, each ``(None, None, size)``.
+
+        Example:
+            >>> import rnnjax as rj
+            >>> model = SequenceTagger(rj.Bidirectional(rj.GRUCell(8), rj.GRUCell(8)), 5, 4)
+            >>> for row in model.summary_rows(model.init(jax.random.key(0))):
+            ...     print(row.name, row.type, row.output_shape)
+            bidirectional Bidirectional (None, None, 16)
+            dense Dense (None, None, 5)
+        """
+        rows = []
+        if self.vocab_size is not None:
+            embedding = self._embed(self.vocab_size, self.input_size)
+            rows += heads.summary_rows(embedding, params.embed, (None, None, self.input_size))
+        rows += heads.summary_rows(self.encoder, params.encoder, (None, None, self.encoder.output_size))
+        rows += heads.summary_rows(self._head(self.num_tags), params.head, (None, None, self.num_tags))
+        return tuple(rows)
