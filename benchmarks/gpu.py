@@ -26,6 +26,9 @@ hidden 256; G = batch 256, T 256, input 512, hidden 1024. Rows, LSTM and GRU at 
                    batch 16, input 64, hidden 128, T = 256, 1024, 4096 (benchmarks/parallel_scan.py)
     decode         tokens/s of an LSTM language model (vocab 96, hidden 512, batch 32, 64 tokens):
                    greedy and beam search 1, 2, 4, 8, vmapped (benchmarks/decode.py)
+    custom_vjp     the LSTM layer's gradient with a hand-written backward pass (the recurrent weight
+                   gradient as one GEMM after the backward scan) against autodiff and rnnjax's
+                   default, at S, M and G (benchmarks/custom_vjp.py; issue 14, item 4)
 
 The rows run in worker processes, JAX in one and torch in another (never both in one process);
 a row that does not finish within --row-timeout seconds is killed (its worker is restarted for
@@ -102,7 +105,8 @@ def plan(configs, cells, device: str, tiny: bool) -> tuple[list[dict], list[dict
         jax_jobs.append(job("bf16", "rnnjax bf16 params", config, cell, peer="rnnjax", **bf16_params))
         sweep += [job("unroll", "rnnjax", config, cell, unroll=k) for k in UNROLLS.get(config, (1, 8, 32))]
         late += [job("unroll", "rnnjax", config, cell, unroll=k) for k in LATE_UNROLLS.get(config, ())]
-    return torch_jobs, jax_jobs + parallel_scan_and_decode_jobs(tiny) + sweep + late, not_run
+    custom = [{"section": "custom_vjp", "config": config} for config in configs]
+    return torch_jobs, jax_jobs + parallel_scan_and_decode_jobs(tiny) + custom + sweep + late, not_run
 
 
 def job(section: str, name: str, config: str, cell: str, peer: str | None = None, **options) -> dict:
@@ -178,6 +182,7 @@ def jax_runner(spec: dict):
     """The JAX worker's job runner (imports jax and the benchmark modules that use it)."""
     import types
 
+    import custom_vjp
     import decode
     import jax
     import parallel_scan
@@ -191,6 +196,8 @@ def jax_runner(spec: dict):
         if one["section"] == "parallel_scan":
             scan_args = types.SimpleNamespace(**scan_size, repeats=spec["repeats"])
             return parallel_scan.measure(one["variant"], one["steps"], scan_args)
+        if one["section"] == "custom_vjp":
+            return {"grad": custom_vjp.measure(peers.CONFIGS[one["config"]], spec["repeats"])}
         if one["section"] == "decode":
             size = {k: decode_size[k] for k in ("vocab", "embed", "hidden", "batch")}
             model[:] = model or [decode.setup(**size)]
@@ -327,6 +334,8 @@ class Runner:
             result = f"{row['fwd']['ms']:.3f} / {row['train']['ms']:.3f} ms (compile {row['train']['compile_s']:.1f} s)"
         elif "fwd_ms" in row:
             result = f"{row['fwd_ms']:.3f} / {row['grad_ms']:.3f} ms"
+        elif "grad" in row:
+            result = ", ".join(f"{name} {r['ms']:.3f} ms" for name, r in row["grad"].items())
         else:
             result = f"{row['tokens_per_s']:,.0f} tokens/s"
         print(f"[{time.monotonic() - self.started:5.0f} s] {what}: {result}", file=sys.stderr, flush=True)
@@ -502,6 +511,13 @@ def ratio_table(rows) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def custom_vjp_table(rows) -> tuple[list[str], list[list[str]]]:
+    found = [r for r in rows if r["section"] == "custom_vjp" and r["status"] == "ok"]
+    names = list(dict.fromkeys(name for r in found for name in r["grad"]))
+    body = [[r["config"], *(number(r["grad"][n]["ms"]) for n in names)] for r in found]
+    return ["config", *(f"{n} ms" for n in names)], body
+
+
 def ratio(a, b) -> str:
     return "–" if a is None or b is None else f"{a / b:.2f}"
 
@@ -512,6 +528,7 @@ TABLES = {  # section -> title, table
     "bf16": ("bfloat16 (fwd / train ms)", bf16_table),
     "parallel_scan": ("Parallel scan of the min cells (fwd / grad ms)", parallel_scan_table),
     "decode": ("Decoding (tokens/s)", decode_table),
+    "custom_vjp": ("LSTM layer gradient: custom VJP vs autodiff (ms)", custom_vjp_table),
 }
 
 

@@ -24,6 +24,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
         ("peers.py", ["--configs", "tiny", "--cells", "gru", "--peers", "rnnjax", "flax", "torch"]),
         ("train_overhead.py", ["--configs", "tiny", "--steps", "4"]),
         ("features_cost.py", ["--configs", "tiny"]),
+        ("custom_vjp.py", ["--configs", "tiny"]),
         ("gpu.py", ["--tiny", "--device", "cpu"]),  # every section; torch on the CPU, no jax.experimental.rnn
     ],
 )

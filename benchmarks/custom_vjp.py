@@ -1,0 +1,191 @@
+"""An LSTM training step with a hand-written backward pass, against autodiff (issue 14, item 4).
+
+Autodiff of a scan accumulates the recurrent weight gradient inside the backward loop: every
+step adds ``h_{t-1}^T dz_t`` (a ``[h, b] x [b, 4h]`` GEMM) to ``dW_h``. The custom VJP here keeps
+only ``dh_{t-1} = dz_t W_h^T`` in the backward scan, stores every step's ``dz_t``, and computes
+``dW_h`` afterwards as ONE GEMM over all steps and examples, ``H_prev^T dZ`` with
+``[h, t b] x [t b, 4h]`` (``dW_i`` and ``db`` come from autodiff of the hoisted projection, already
+one GEMM). The forward pass saves the gate activations and cell states it needs, nothing else.
+The layer is batched explicitly (time-major ``[t, b, f]``, no ``vmap``), so the big GEMM sums over
+the batch too; under ``vmap`` a custom VJP would make per-example weight gradients first.
+
+Rows (ms per call, fastest of ``--repeats``, interleaved):
+
+    autodiff    jax.grad of the same batched, hoisted scan (what rnnjax's unroll does under vmap)
+    custom vjp  the hand-written backward above
+    rnnjax      jax.vmap of rj.unroll (the library's default path on this backend)
+
+Gradients are checked first: custom vjp == autodiff in float64 to 1e-10 (relative), on a small size.
+
+    python benchmarks/custom_vjp.py                       # S and M (add G on a GPU)
+    python benchmarks/custom_vjp.py --configs tiny --repeats 1 --out /tmp/c.json   # smoke test
+"""
+
+import argparse
+import json
+import platform
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from train_overhead import CONFIGS as SMALL_CONFIGS
+
+import rnnjax as rj
+
+CONFIGS = {**SMALL_CONFIGS, "G": {"batch": 256, "steps": 256, "input": 512, "hidden": 1024}}
+RESULTS = Path(__file__).parent / "results" / "custom_vjp.json"
+
+
+def _gates(z):
+    i, f, g, o = jnp.split(z, 4, axis=-1)
+    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+
+def lstm_scan(w_h, us, h0, c0):
+    """``hs [t, b, h]`` of an LSTM from the projected inputs ``us = xs W_i + b: [t, b, 4h]`` (autodiff)."""
+
+    def step(carry, u):
+        h, c = carry
+        i, f, g, o = _gates(u + h @ w_h)
+        c = f * c + i * g
+        h = o * jnp.tanh(c)
+        return (h, c), h
+
+    _, hs = lax.scan(step, (h0, c0), us)
+    return hs
+
+
+@jax.custom_vjp
+def lstm_scan_custom(w_h, us, h0, c0):
+    return lstm_scan(w_h, us, h0, c0)
+
+
+def _forward(w_h, us, h0, c0):
+    def step(carry, u):
+        h, c = carry
+        i, f, g, o = _gates(u + h @ w_h)
+        c_new = f * c + i * g
+        h_new = o * jnp.tanh(c_new)
+        return (h_new, c_new), (h_new, c_new, jnp.concatenate([i, f, g, o], -1))
+
+    _, (hs, cs, acts) = lax.scan(step, (h0, c0), us)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    c_prev = jnp.concatenate([c0[None], cs[:-1]])
+    return hs, (w_h, h_prev, c_prev, cs, acts)
+
+
+def _backward(saved, d_hs):
+    w_h, h_prev, c_prev, cs, acts = saved
+
+    def step(carry, inputs):
+        dh_next, dc_next = carry
+        d_h, c_prev_t, c_t, act = inputs
+        i, f, g, o = jnp.split(act, 4, axis=-1)
+        dh = d_h + dh_next
+        tanh_c = jnp.tanh(c_t)
+        dc = dc_next + dh * o * (1 - tanh_c**2)
+        dz = jnp.concatenate(
+            [dc * g * i * (1 - i), dc * c_prev_t * f * (1 - f), dc * i * (1 - g**2), dh * tanh_c * o * (1 - o)], -1
+        )
+        return (dz @ w_h.T, dc * f), dz
+
+    zeros = jnp.zeros_like(h_prev[0]), jnp.zeros_like(c_prev[0])
+    (dh0, dc0), dz = lax.scan(step, zeros, (d_hs, c_prev, cs, acts), reverse=True)
+    hidden = h_prev.shape[-1]
+    dw_h = h_prev.reshape(-1, hidden).T @ dz.reshape(-1, 4 * hidden)  # ONE GEMM over all steps and examples
+    return dw_h, dz, dh0, dc0
+
+
+lstm_scan_custom.defvjp(_forward, _backward)
+
+
+def loss_fn(scan, params, xs, target):
+    w_i, w_h, b = params
+    t, batch, _ = xs.shape
+    h0 = jnp.zeros((batch, w_h.shape[0]), xs.dtype)
+    us = xs @ w_i + b
+    return jnp.mean((scan(w_h, us, h0, h0) - target) ** 2)
+
+
+def rnnjax_loss(cell, params, xs, target):
+    ys = jax.vmap(lambda x: rj.unroll(cell, rj.LSTMParams(*params), x)[1], in_axes=1, out_axes=1)(xs)
+    return jnp.mean((ys - target) ** 2)
+
+
+def check_gradients() -> float:
+    """Largest relative difference of custom vjp and autodiff gradients, float64, small size."""
+    with jax.enable_x64(True):
+        keys = jax.random.split(jax.random.key(0), 5)
+        t, b, f, h = 7, 3, 4, 5
+        shapes = [(f, 4 * h), (h, 4 * h), (4 * h,)]
+        params = tuple(0.5 * jax.random.normal(k, s, jnp.float64) for k, s in zip(keys[:3], shapes, strict=True))
+        xs = jax.random.normal(keys[3], (t, b, f), jnp.float64)
+        target = jax.random.normal(keys[4], (t, b, h), jnp.float64)
+        want = jax.grad(partial(loss_fn, lstm_scan))(params, xs, target)
+        got = jax.grad(partial(loss_fn, lstm_scan_custom))(params, xs, target)
+        return max(float(jnp.max(jnp.abs(g - w)) / jnp.max(jnp.abs(w))) for g, w in zip(got, want, strict=True))
+
+
+def measure(config: dict, repeats: int) -> dict:
+    t, b, f, h = config["steps"], config["batch"], config["input"], config["hidden"]
+    cell = rj.LSTMCell(h)
+    p = cell.init(jax.random.key(0), f)
+    params = (p.w_i, p.w_h, p.b)
+    keys = jax.random.split(jax.random.key(1), 2)
+    xs, target = jax.random.normal(keys[0], (t, b, f)), jax.random.normal(keys[1], (t, b, h))
+    grads = {
+        "autodiff": jax.jit(jax.grad(partial(loss_fn, lstm_scan))),
+        "custom vjp": jax.jit(jax.grad(partial(loss_fn, lstm_scan_custom))),
+        "rnnjax": jax.jit(jax.grad(partial(rnnjax_loss, cell))),
+    }
+    for fn in grads.values():
+        jax.block_until_ready(fn(params, xs, target))  # compile
+    best = dict.fromkeys(grads, float("inf"))
+    for _ in range(repeats):
+        for name, fn in grads.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(params, xs, target))
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: {"ms": 1e3 * s, "ratio_to_autodiff": s / best["autodiff"]} for name, s in best.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["S", "M"], choices=sorted(CONFIGS))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    error = check_gradients()
+    if error > 1e-10:
+        raise SystemExit(f"custom vjp gradients differ from autodiff's by {error:.1e} (relative)")
+    results = {name: measure(CONFIGS[name], args.repeats) for name in args.configs}
+    report = {
+        "machine": {"platform": platform.platform(), "backend": jax.default_backend(), "device": str(jax.devices()[0])},
+        "jax": jax.__version__,
+        "repeats": args.repeats,
+        "gradient_check_max_relative_error_float64": error,
+        "configs": {name: CONFIGS[name] for name in args.configs},
+        "rows": [{"config": c, "name": n, **row} for c, rows in results.items() for n, row in rows.items()],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"\ngradient of an LSTM layer (loss = MSE), ms (x autodiff), {jax.default_backend()}; float64 check {error:.1e}"
+    )
+    print(f"{'':12}" + "".join(f"{c:>20}" for c in args.configs))
+    for name in results[args.configs[0]]:
+        print(
+            f"{name:12}"
+            + "".join(
+                f"{results[c][name]['ms']:>11.3f} ({results[c][name]['ratio_to_autodiff']:.2f})" for c in args.configs
+            )
+        )
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
