@@ -491,7 +491,7 @@ def test_language_model_rejects_another_language_models_params():
     # only the head differs (another embed_size would fail on the table): named too
     head_only = params._replace(embed=init(small).embed)
     with pytest.raises(ValueError, match=r"params.head.w: expected shape \(8, 5\) .*, got \(8, 7\)"):
-        small.unroll(head_only, jnp.array([1, 2]))
+        small.apply_with_carry(head_only, jnp.array([1, 2]))
     tied = models.LanguageModel(5, 8, rj.GRUCell(8), tie_weights=True)
     with pytest.raises(ValueError, match=r"params.bias: expected shape \(5,\)"):
         tied.step_fn(init(tied)._replace(bias=jnp.zeros(7)), carry, jnp.array(1))
@@ -549,3 +549,12 @@ def test_models_pass_dtypes_to_cells_and_heads_and_give_float32_logits(param_dty
     nested = built["tagger"](dtype=bf16).encoder  # a Stack of a Bidirectional and an RNN
     assert nested.layers[0].backward.cell.dtype == nested.layers[1].cell.dtype == bf16
     assert [c.dtype for c in built["lm"](dtype=bf16).cell.cells] == [bf16, bf16]  # a StackedCell
+
+
+def test_language_model_unroll_is_a_deprecated_name_of_apply_with_carry():
+    model = models.LanguageModel(10, 4, rj.GRUCell(6))
+    params = model.init(jax.random.key(0))
+    tokens = jnp.array([1, 2, 3])
+    with pytest.warns(DeprecationWarning, match="use LanguageModel.apply_with_carry"):
+        old = model.unroll(params, tokens)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, old, model.apply_with_carry(params, tokens))

@@ -108,7 +108,7 @@ def bits_per_char(model: models.LanguageModel, params, ids: np.ndarray, *, strea
     @jax.jit
     def window_loss(params, carry, inputs, targets):
         def one(carry, inputs, targets):
-            carry, logits = model.unroll(params, inputs, carry)
+            carry, logits = model.apply_with_carry(params, inputs, carry)
             return carry, jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
 
         return jax.vmap(one)(carry, inputs, targets)
@@ -443,7 +443,7 @@ def generate(
     if not prompt:
         raise ValueError("prompt: expected at least one character")
     ids = jnp.asarray(vocab.encode(prompt))
-    carry = model.unroll(params, ids[:-1])[0] if len(ids) > 1 else model.initial_carry(params)
+    carry = model.apply_with_carry(params, ids[:-1])[0] if len(ids) > 1 else model.initial_carry(params)
     step_fn = model.step_fn
     last = ids[-1]
     greedy_tokens, greedy_len = decode.greedy(step_fn, params, carry, last, max_len=length)

@@ -1,6 +1,7 @@
 """Many-to-many over tokens: :class:`LanguageModel`, next-token logits, and its decoding step."""
 
 import dataclasses
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -168,8 +169,11 @@ class LanguageModel(base.Dtypes):
         ys = dropout(ys, self.dropout, k_out)
         return masks.zero_invalid(self._logits(params, ys), masks.valid_steps(tokens.shape[0], length, mask))
 
-    def unroll(self, params: LanguageModelParams, tokens: Array, carry: Carry | None = None) -> tuple[Carry, Array]:
-        """Teacher-forced logits from a given carry, and the carry after the last token.
+    def apply_with_carry(
+        self, params: LanguageModelParams, tokens: Array, carry: Carry | None = None
+    ) -> tuple[Carry, Array]:
+        """Teacher-forced logits from a given carry, and the carry after the last token (as the
+        layers' ``apply_with_carry``).
 
         For long texts cut into windows (stateful evaluation or truncated BPTT): the carry
         returned for one window starts the next.
@@ -186,8 +190,8 @@ class LanguageModel(base.Dtypes):
             >>> import rnnjax as rj
             >>> model = LanguageModel(50, 8, rj.GRUCell(16))
             >>> params = model.init(jax.random.key(0))
-            >>> carry, logits = model.unroll(params, jnp.array([1, 4, 4]))
-            >>> carry, more = model.unroll(params, jnp.array([2, 9]), carry)
+            >>> carry, logits = model.apply_with_carry(params, jnp.array([1, 4, 4]))
+            >>> carry, more = model.apply_with_carry(params, jnp.array([2, 9]), carry)
             >>> logits.shape, more.shape
             ((3, 50), (2, 50))
         """
@@ -195,6 +199,16 @@ class LanguageModel(base.Dtypes):
         tokens = checks.token_sequence(tokens, "tokens", self.vocab_size)
         carry, ys = unroll(self.cell, params.cell, self._embedding.apply(params.embed, tokens), carry, hoist=self.hoist)
         return carry, self._logits(params, ys)
+
+    def unroll(self, params: LanguageModelParams, tokens: Array, carry: Carry | None = None) -> tuple[Carry, Array]:
+        """Deprecated name of :meth:`apply_with_carry` (``unroll`` is rnnjax's scan function and its
+        keyword; the layers call this ``apply_with_carry``)."""
+        warnings.warn(
+            "LanguageModel.unroll is deprecated; use LanguageModel.apply_with_carry (same arguments)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.apply_with_carry(params, tokens, carry)
 
     def initial_carry(self, params: LanguageModelParams) -> Carry:
         """The cell's carry before the first token (zeros, or its learned ``carry0``).
