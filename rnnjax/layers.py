@@ -16,7 +16,7 @@ from rnnjax import heads
 from rnnjax._src import checks
 from rnnjax._src.dropout import dropout
 from rnnjax.recurrence import unroll
-from rnnjax.typing import Array, Carry, Cell, Layer, Params, PRNGKey, Shape
+from rnnjax.typing import Array, Carry, Cell, Layer, NoisyCell, Params, PRNGKey, Shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,13 +398,39 @@ class Stack:
         return tuple(rows)
 
 
+class StackedNoise(NamedTuple):
+    """A :class:`StackedCell`'s training noise: each cell's ``SequenceNoise`` (None for a cell without)."""
+
+    cells: tuple
+
+    @property
+    def inputs(self) -> Array | None:
+        """The first cell's input dropout mask, which ``unroll`` applies to the inputs."""
+        return None if self.cells[0] is None else self.cells[0].inputs
+
+    @property
+    def zoneout(self) -> tuple:
+        """Each cell's zoneout masks ``[t, ...]`` (None for a cell without), scanned with the inputs."""
+        return tuple(None if noise is None else noise.zoneout for noise in self.cells)
+
+    def step(self, zoneout: tuple) -> tuple:
+        """Each cell's noise at one step (``StepNoise`` or None), given that step's zoneout masks."""
+        return tuple(None if n is None else n.step(z) for n, z in zip(self.cells, zoneout, strict=True))
+
+
+def _with_noise(method, params, carry, x, noise):
+    """``method(params, carry, x)``, with ``noise=`` only when there is some (cells without noise take none)."""
+    return method(params, carry, x) if noise is None else method(params, carry, x, noise=noise)
+
+
 @dataclasses.dataclass(frozen=True)
 class StackedCell:
     """Several cells as one: the output of each step feeds the next cell's step.
 
     The carry is a tuple of the cells' carries and the params a tuple of their params,
     so it unrolls to the same result as a ``Stack`` of the same cells (without dropout),
-    and it steps one token at a time for decoding.
+    and it steps one token at a time for decoding. The cells' own dropout and zoneout act in
+    training (``unroll`` with a ``key``), each cell's input mask on that cell's input.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -448,19 +474,43 @@ class StackedCell:
         """The first cell's input projection (the only time-parallel part)."""
         return self.cells[0].project(params[0], xs)
 
-    def recur(self, params: tuple[Params, ...], carry: tuple[Carry, ...], u: Array) -> tuple[tuple[Carry, ...], Array]:
-        """The first cell's ``recur``, then a full ``step`` of each following cell."""
+    @property
+    def has_noise(self) -> bool:
+        """Whether a cell has dropout or zoneout (see :class:`rnnjax.typing.NoisyCell`)."""
+        return any(isinstance(cell, NoisyCell) and cell.has_noise for cell in self.cells)
+
+    def sequence_noise(self, key: PRNGKey, params: tuple[Params, ...], num_steps: int) -> StackedNoise:
+        """Each noisy cell's training noise for one sequence, from its own split of ``key``."""
+        noisy = [isinstance(cell, NoisyCell) and cell.has_noise for cell in self.cells]
+        keys = jax.random.split(key, len(self.cells))
+        return StackedNoise(
+            tuple(
+                cell.sequence_noise(k, p, num_steps) if n else None
+                for cell, p, k, n in zip(self.cells, params, keys, noisy, strict=True)
+            )
+        )
+
+    def recur(
+        self, params: tuple[Params, ...], carry: tuple[Carry, ...], u: Array, noise: tuple | None = None
+    ) -> tuple[tuple[Carry, ...], Array]:
+        """The first cell's ``recur``, then a full ``step`` of each following cell; ``noise`` (training):
+        each cell's step noise, the following cells' input masks applied to their inputs."""
+        noise = (None,) * len(self.cells) if noise is None else noise
         first, *rest = self.cells
-        new_carry, y = first.recur(params[0], carry[0], u)
+        new_carry, y = _with_noise(first.recur, params[0], carry[0], u, noise[0])
         carries = [new_carry]
-        for cell, p, c in zip(rest, params[1:], carry[1:], strict=True):
-            c, y = cell.step(p, c, y)
+        for cell, p, c, n in zip(rest, params[1:], carry[1:], noise[1:], strict=True):
+            if n is not None and n.inputs is not None:
+                y = y * n.inputs.astype(y.dtype)
+            c, y = _with_noise(cell.step, p, c, y, n)
             carries.append(c)
         return tuple(carries), y
 
-    def step(self, params: tuple[Params, ...], carry: tuple[Carry, ...], x: Array) -> tuple[tuple[Carry, ...], Array]:
+    def step(
+        self, params: tuple[Params, ...], carry: tuple[Carry, ...], x: Array, noise: tuple | None = None
+    ) -> tuple[tuple[Carry, ...], Array]:
         """``recur(params, carry, project(params, x))``."""
-        return self.recur(params, carry, self.project(params, x))
+        return self.recur(params, carry, self.project(params, x), noise)
 
     def summary_rows(self, params: tuple[Params, ...]) -> tuple[heads.SummaryRow, ...]:
         """Its rows in :func:`rnnjax.summary`: one per cell, each run over time (``(None, None, o)``)."""

@@ -215,3 +215,28 @@ def test_keras_rates_convert_and_inference_matches(kind):
     np.testing.assert_allclose(ours, np.asarray(theirs(xs, training=False)), rtol=1e-5, atol=1e-6)
     back = rj.interop.to_keras(layer, params)
     assert (back.cell.dropout, back.cell.recurrent_dropout) == (0.3, 0.2)
+
+
+@pytest.mark.parametrize("hoist", [False, True], ids=["in-loop", "hoisted"])
+def test_stacked_cell_trains_each_cell_with_its_own_noise(hoist, x64):
+    """A StackedCell (a multi-layer LanguageModel's cell) draws each cell's masks; each cell's input mask
+    acts on that cell's input: the same as stepping the cells by hand with those masks."""
+    stacked = rj.StackedCell([rj.LSTMCell(H, **RATES), rj.GRUCell(4, dropout=0.5, zoneout=0.3)])
+    params = stacked.init(jax.random.key(0), F)
+    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
+    xs, key = xs64(), jax.random.key(8)
+    carry, ys = rj.unroll(stacked, params, xs, key=key, hoist=hoist)
+    noise = stacked.sequence_noise(key, params, T)
+    carries, want = list(stacked.initial_carry(params)), []
+    for t in range(T):
+        y = xs[t]
+        for i, (cell, p, n) in enumerate(zip(stacked.cells, params, noise.cells, strict=True)):
+            y = y * n.inputs if n.inputs is not None else y
+            zone = jax.tree_util.tree_map(lambda z, t=t: z[t], n.zoneout)
+            carries[i], y = cell.step(p, carries[i], y, noise=n.step(zone))
+        want.append(y)
+    np.testing.assert_allclose(ys, np.stack(want), rtol=1e-12, atol=1e-12)
+    assert stacked.has_noise and not rj.StackedCell([rj.LSTMCell(H)]).has_noise
+    lm = rj.models.LanguageModel(10, F, [rj.LSTMCell(H, dropout=0.5), rj.GRUCell(H, recurrent_dropout=0.5)])
+    lm_params, tokens = lm.init(jax.random.key(1)), jnp.array([1, 2, 3, 4])
+    assert not np.allclose(lm.apply(lm_params, tokens, key=key), lm.apply(lm_params, tokens))

@@ -86,6 +86,7 @@ class StepNoise(NamedTuple):
 
     recurrent: Array | None = None  # [h] recurrent dropout: h_{t-1} * mask in the recurrent matmul, every step
     zoneout: Any = None  # booleans shaped like the carry: True keeps the previous value; new at every step
+    inputs: Array | None = None  # [f] input dropout (unroll applies it to xs; a StackedCell to its inner inputs)
 
 
 class SequenceNoise(NamedTuple):
@@ -98,7 +99,7 @@ class SequenceNoise(NamedTuple):
 
     def step(self, zoneout=None) -> StepNoise:
         """This sequence's noise at one step, given that step's zoneout masks."""
-        return StepNoise(self.recurrent, zoneout)
+        return StepNoise(self.recurrent, zoneout, self.inputs)
 
 
 class HiddenCarry(NamedTuple):
