@@ -148,7 +148,9 @@ def test_shapes_and_init_from_the_image_feature():
     assert isinstance(params.decoder, rj.attention.AttentionDecoderParams)  # the decoder's own params, no stand-ins
 
 
-@pytest.mark.parametrize("param_dtype", [None, jnp.bfloat16], ids=["float32-params", "bfloat16-params"])
+@pytest.mark.parametrize(
+    "param_dtype", [None, pytest.param(jnp.bfloat16, marks=pytest.mark.slow)], ids=["float32-params", "bfloat16-params"]
+)
 def test_bfloat16_captioner_gives_float32_logits_close_to_float32(param_dtype):
     bf16 = jnp.bfloat16
     low = cap.Captioner((8, WIDTH), V, 8, rj.LSTMCell(16), channels=(4, 8), dtype=bf16, param_dtype=param_dtype)
