@@ -5,14 +5,16 @@ classical baselines? Three models see the same past ``INPUT_LEN`` years and fore
 
 - one step ahead (next year), and
 - ``HORIZON`` steps ahead (about one 11-year solar cycle), directly: a Dense(HORIZON) head on
-  the last output, one model per horizon length;
+  the last output, one model per horizon length; and recursively, the one-step model's
+  forecasts fed back as inputs;
 
 against the naive last-value forecast and an ARIMA(p, 0, q) from statsmodels whose order is
 chosen by AIC on the training years (p among 1..12; q = 0 at the default size, 0..2 with
 --full). Years are split in time: train 1700-1908, validation 1909-1948 (for early stopping
 of the RNNs), test 1949-2008. Every model's parameters are fixed after training; forecasts on
 the test years use the observed values up to each forecast origin (rolling origin). Errors
-are RMSE in sunspot numbers.
+are RMSE in sunspot numbers. The RNNs are rnnjax.apps.forecasting's Forecaster, fitted with its
+``fit`` (standardised on the training years; the params of the best validation step kept).
 
     python experiments/sunspots.py             # default size, a couple of minutes on a CPU
     python experiments/sunspots.py --full      # more seeds, larger models
@@ -24,15 +26,12 @@ import time
 import warnings
 
 import _common
-import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 import rnnjax as rj
-from rnnjax.heads import Dense
+from rnnjax.apps import forecasting as fc
 
 NAME = "sunspots"
 FIRST_YEAR, VALID_YEAR, TEST_YEAR = 1700, 1909, 1949  # train < VALID_YEAR <= valid < TEST_YEAR <= test
@@ -46,73 +45,31 @@ SIZES = {  # hidden units, seeds per model, training steps, batch, Adam learning
 }
 
 
-# --- data: windows split by the year of their first target ---------------------------------------
+# --- the RNN forecasters: rnnjax.apps.forecasting ---------------------------------------------------
 
 
-def split_windows(series, scaled, horizon):
-    """Windows of INPUT_LEN years -> the next ``horizon`` years, split by the years they forecast.
-
-    Returns ``{split: (inputs [m, INPUT_LEN, 1] scaled, targets [m, horizon] in sunspot numbers,
-    origins [m])}``; ``origin`` is the index of the first forecast year. Train and validation
-    windows forecast only years of their own split; test windows forecast only test years.
-    """
-    inputs, _ = rj.data.time_series_windows(scaled, INPUT_LEN, horizon)
-    _, targets = rj.data.time_series_windows(series, INPUT_LEN, horizon)
-    origins = np.arange(len(inputs)) + INPUT_LEN
-    ends = origins + horizon - 1  # index of the last forecast year
-    valid_at, test_at = VALID_YEAR - FIRST_YEAR, TEST_YEAR - FIRST_YEAR
-    masks = {
-        "train": ends < valid_at,
-        "valid": (origins >= valid_at) & (ends < test_at),
-        "test": origins >= test_at,
-    }
-    return {k: (inputs[m], targets[m, :, 0], origins[m]) for k, m in masks.items()}
-
-
-# --- the RNN forecaster ------------------------------------------------------------------------
-
-
-def make_forecaster(cell, horizon, mean, scale):
-    """``init(key)``, ``forecast(params, inputs [b, t, 1]) -> [b, horizon]`` in sunspot numbers, and a loss."""
-    head = Dense(horizon)
-
-    def init(key):
-        k_cell, k_head = jax.random.split(key)
-        return {"cell": cell.init(k_cell, 1), "head": head.init(k_head, cell.output_size)}
-
-    def forecast(params, inputs):
-        last = jax.vmap(lambda xs: rj.unroll(cell, params["cell"], xs)[1][-1])(inputs)  # [b, h]
-        return head.apply(params["head"], last) * scale + mean  # back to sunspot numbers
-
-    def loss(params, batch, key):  # MSE in standardised units
-        inputs, targets = batch
-        return jnp.mean(((forecast(params, inputs) - targets) / scale) ** 2)
-
-    return init, jax.jit(forecast), loss
-
-
-def train_forecaster(init, forecast, train_step, optimizer, windows, size, seed, bar):
-    """Adam on random minibatches of training windows; keeps the params with the best validation RMSE."""
-    train_inputs, train_targets, _ = windows["train"]
-    valid_inputs, valid_targets, _ = windows["valid"]
-    rng = np.random.default_rng(seed)
-    params = init(jax.random.key(seed))
-    opt_state = optimizer.init(params)
-    best = (np.inf, params, 0)
-    curve = {"step": [], "train_loss": [], "valid_rmse": []}
-    for step in range(1, size["steps"] + 1):
-        pick = rng.choice(len(train_inputs), size=min(size["batch"], len(train_inputs)), replace=False)
-        params, opt_state, metrics = train_step(params, opt_state, (train_inputs[pick], train_targets[pick]), None)
-        if step % size["eval_every"] == 0 or step == size["steps"]:
-            valid_rmse = rmse(forecast(params, valid_inputs), valid_targets)
-            curve["step"].append(step)
-            curve["train_loss"].append(float(metrics["loss"]))
-            curve["valid_rmse"].append(valid_rmse)
-            if valid_rmse < best[0]:
-                best = (valid_rmse, params, step)
-            bar.set_postfix(valid_rmse=f"{valid_rmse:.1f}")
-        bar.update(1)
-    return best[1], best[2], curve
+def train_forecasters(name, horizon, series, size, args):
+    """One Forecaster per seed, fitted on the training years, selected on the validation years."""
+    model = fc.Forecaster(CELLS[name](size["hidden"]), INPUT_LEN, horizon)
+    runs = []
+    for seed in range(args.seed, args.seed + size["seeds"]):
+        print(f"  horizon {horizon} {name} seed {seed}", flush=True)
+        run = fc.fit(
+            model,
+            series,
+            train_end=VALID_YEAR - FIRST_YEAR,
+            valid_end=TEST_YEAR - FIRST_YEAR,
+            seed=seed,
+            num_steps=size["steps"],
+            batch_size=size["batch"],
+            optimizer=optax.adam(size["lr"]),
+            clip_norm=1.0,
+            eval_every=size["eval_every"],
+            devices=args.devices,
+            progress=True,
+        )
+        runs.append(run)
+    return model, runs
 
 
 def rmse(predictions, targets, axis=None):
@@ -159,8 +116,6 @@ def main(argv=None):
     start = time.perf_counter()
     series = rj.data.sunspots().astype(np.float64)  # [309], 1700-2008
     train_end = VALID_YEAR - FIRST_YEAR
-    mean, scale = series[:train_end].mean(), series[:train_end].std()  # standardise with training years only
-    scaled = ((series - mean) / scale).astype(np.float32)
     print(
         f"{NAME}: {len(series)} years; train {FIRST_YEAR}-{VALID_YEAR - 1}, valid {VALID_YEAR}-{TEST_YEAR - 1}, "
         f"test {TEST_YEAR}-{FIRST_YEAR + len(series) - 1}; input {INPUT_LEN} years, horizons 1 and {HORIZON}"
@@ -189,60 +144,63 @@ def main(argv=None):
         "arima_order": list(order),
         "tasks": {},
     }
-    bar = tqdm(total=2 * len(CELLS) * size["seeds"] * size["steps"], unit="step")
-    forecasts_to_plot = {}
+    forecasts_to_plot, one_step_models = {}, {}
     for horizon in (1, HORIZON):
-        windows = split_windows(series, scaled, horizon)
-        inputs, targets, origins = windows["test"]
+        test = fc.make_windows(series, INPUT_LEN, horizon, start=TEST_YEAR - FIRST_YEAR)  # every test origin
+        targets, origins = test.targets[..., 0], test.origins
         predictions = {
             "naive": np.repeat(series[origins - 1][:, None], horizon, axis=1),
             "arima": arima_forecasts(arima, series, origins, horizon),
         }
-        # 2. LSTM and GRU forecasters, several seeds each.
+        # 2. LSTM and GRU forecasters, several seeds each (direct: a head of `horizon` outputs).
         per_seed = {}
         for name in CELLS:
-            init, forecast, loss = make_forecaster(CELLS[name](size["hidden"]), horizon, mean, scale)
-            optimizer = optax.adam(size["lr"])
-            # compiled once, for every seed
-            train_step = rj.parallel.make_train_step(loss, optimizer, devices=args.devices, clip_norm=1.0)
-            per_seed[name] = []
-            for seed in range(args.seed, args.seed + size["seeds"]):
-                bar.set_description(f"horizon {horizon} {name} seed {seed}")
-                params, best_step, curve = train_forecaster(
-                    init, forecast, train_step, optimizer, windows, size, seed, bar
-                )
-                per_seed[name].append(
-                    {
-                        "seed": seed,
-                        "best_step": best_step,
-                        "curve": curve,
-                        "test_rmse": rmse(forecast(params, inputs), targets),
-                        "prediction": np.asarray(forecast(params, inputs)),
-                    }
-                )
-            # the forecast of the seed with the best validation RMSE, for the plot
-            chosen = min(per_seed[name], key=lambda r: min(r["curve"]["valid_rmse"]))
-            predictions[name] = chosen["prediction"]
+            model, runs = train_forecasters(name, horizon, series, size, args)
+            per_seed[name] = [
+                {
+                    "seed": seed,
+                    "best_step": run.best_step,
+                    "curve": run.history,
+                    "prediction": np.asarray(model.predict(run.params, test.values))[..., 0],  # [m, horizon]
+                }
+                for seed, run in zip(range(args.seed, args.seed + size["seeds"]), runs, strict=True)
+            ]
+            for r in per_seed[name]:
+                r["test_rmse"] = rmse(r["prediction"], targets)
+            # the forecast of the seed with the best validation RMSE, for the table and the plot
+            chosen = min(range(len(runs)), key=lambda i: min(runs[i].history["valid_rmse"]))
+            predictions[name] = per_seed[name][chosen]["prediction"]
+            if horizon == 1:
+                one_step_models[name] = (model, runs[chosen].params)
 
         task = {"num_test_windows": len(origins), "models": {}}
-        for model, prediction in predictions.items():
+        for model_name, prediction in predictions.items():
             entry = {"test_rmse": rmse(prediction, targets), "rmse_by_horizon": rmse(prediction, targets, axis=0)}
-            if model in CELLS:
-                scores = [r["test_rmse"] for r in per_seed[model]]
+            if model_name in CELLS:
+                scores = [r["test_rmse"] for r in per_seed[model_name]]
                 entry.update(
                     {
                         "note": "test_rmse and rmse_by_horizon: the seed with the best validation RMSE",
                         "test_rmse_per_seed": scores,
                         "test_rmse_mean": float(np.mean(scores)),
                         "test_rmse_std": float(np.std(scores)),
-                        "best_step_per_seed": [r["best_step"] for r in per_seed[model]],
-                        "curves": [r["curve"] for r in per_seed[model]],
+                        "best_step_per_seed": [r["best_step"] for r in per_seed[model_name]],
+                        "curves": [r["curve"] for r in per_seed[model_name]],
                     }
                 )
-            task["models"][model] = entry
+            task["models"][model_name] = entry
+        if horizon == HORIZON:
+            # 3. The same HORIZON years recursively: the chosen one-step models' forecasts fed back as inputs.
+            task["recursive"] = {}
+            for name, (model, params) in one_step_models.items():
+                prediction = np.asarray(model.rollout(params, test.values, HORIZON))[..., 0]
+                task["recursive"][name] = {
+                    "note": "the one-step model (the seed with the best validation RMSE) rolled out recursively",
+                    "test_rmse": rmse(prediction, targets),
+                    "rmse_by_horizon": rmse(prediction, targets, axis=0),
+                }
         results["tasks"][f"horizon_{horizon}"] = task
         forecasts_to_plot[horizon] = (origins, targets, predictions)
-    bar.close()
     results["wall_time_s"] = round(time.perf_counter() - start, 1)
 
     _common.save_results(results, args, NAME)
@@ -289,6 +247,8 @@ def plot(series, forecasts, results, args):
             label=model,
             ms=3,
         )
+    for name, entry in results["tasks"][f"horizon_{HORIZON}"]["recursive"].items():
+        left.plot(steps, entry["rmse_by_horizon"], "o--", color=COLORS[name], label=f"{name}, recursive", ms=3)
     left.set_xlabel("years ahead")
     left.set_ylabel("test RMSE")
     left.set_title(f"{HORIZON}-year forecasts from every test origin")
@@ -310,15 +270,17 @@ def summary_table(results) -> str:
     header = ["model", "one-step RMSE", f"{HORIZON}-step RMSE (mean over horizons)", f"RMSE at {HORIZON} years"]
     rows = []
     one, many = results["tasks"]["horizon_1"]["models"], results["tasks"][f"horizon_{HORIZON}"]["models"]
+
+    def cell(entry):
+        if "test_rmse_mean" in entry:
+            return f"{entry['test_rmse']:.1f} (seeds: {entry['test_rmse_mean']:.1f} ± {entry['test_rmse_std']:.1f})"
+        return f"{entry['test_rmse']:.1f}"
+
     for model in ("naive", "arima", *CELLS):
-
-        def cell(entry):
-            if "test_rmse_mean" in entry:
-                return f"{entry['test_rmse']:.1f} (seeds: {entry['test_rmse_mean']:.1f} ± {entry['test_rmse_std']:.1f})"
-            return f"{entry['test_rmse']:.1f}"
-
         name = f"ARIMA{tuple(results['arima_order'])}" if model == "arima" else model
         rows.append([name, cell(one[model]), cell(many[model]), f"{many[model]['rmse_by_horizon'][-1]:.1f}"])
+    for name, entry in results["tasks"][f"horizon_{HORIZON}"]["recursive"].items():
+        rows.append([f"{name}, recursive", "", cell(entry), f"{entry['rmse_by_horizon'][-1]:.1f}"])
     return f"Sunspots, test years {TEST_YEAR}-2008, RMSE in sunspot numbers:\n" + _common.markdown_table(header, rows)
 
 

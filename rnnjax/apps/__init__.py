@@ -5,13 +5,17 @@
 - :mod:`rnnjax.apps.captioning`: image captioning of digit strips (a CNN encoder, an attention
   decoder, BLEU).
 - :mod:`rnnjax.apps.speech`: speech recognition with CTC (synthesised speech, log-mel features).
+- :mod:`rnnjax.apps.forecasting`: time-series forecasting (one-step, recursive and direct
+  multi-step), with a scaler fitted on the training span.
+- :mod:`rnnjax.apps.fraud`: transaction-fraud detection (a history generator, a sequence
+  classifier, ROC-AUC, average precision and recall per pattern).
 
 Import them by name, e.g. ``from rnnjax.apps import lm``.
 """
 
 import importlib
 
-_APPS = ("captioning", "cli", "lm", "speech")
+_APPS = ("captioning", "cli", "forecasting", "fraud", "lm", "speech")
 
 
 def __getattr__(name: str):

@@ -13,7 +13,8 @@ def time_series_windows(series, input_len: int, horizon: int = 1) -> tuple[np.nd
     + 1`` windows, stride 1.
 
     Args:
-      series: ``[n]`` or ``[n, f]`` values (a 1-D series has ``f = 1``).
+      series: ``[n]`` or ``[n, f]`` finite values (a 1-D series has ``f = 1``); NaN or inf is an
+        error naming the first such step.
       input_len: the steps each window reads, ``>= 1``.
       horizon: the steps each window predicts, ``>= 1``.
 
@@ -35,6 +36,12 @@ def time_series_windows(series, input_len: int, horizon: int = 1) -> tuple[np.nd
         arr = arr[:, None]
     if arr.ndim != 2:
         raise ValueError(f"series: expected shape [n] or [n, f], got {np.shape(series)}")
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if bad.size:  # a NaN would reach every window that reads or predicts it
+        raise ValueError(
+            f"series: expected finite values, got {arr[bad[0]].tolist()} at step {bad[0]} "
+            f"({bad.size} step{'s' if bad.size > 1 else ''} with NaN or inf; fill or drop them first)"
+        )
     input_len = common.int_arg(input_len, "input_len")
     horizon = common.int_arg(horizon, "horizon")
     m = arr.shape[0] - input_len - horizon + 1
