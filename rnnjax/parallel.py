@@ -2,15 +2,17 @@
 
 rnnjax scales out with JAX's own SPMD machinery (GSPMD): arrays carry a
 :class:`~jax.sharding.NamedSharding` over a mesh with the axes ``("data", "model")``, and the
-single-device train step of :func:`rnnjax.train.make_train_step` is jitted again with input and
-output shardings. XLA inserts the collectives (the all-reduce of the gradient over ``data``, the
-gathers of the gate blocks over ``model``); the program is the same on 1 device, 8 devices or a
-TPU pod, and on many hosts after :func:`jax.distributed.initialize`.
+single-device train step of :func:`rnnjax.train.make_train_step` (or the stateful step of
+:func:`rnnjax.train.make_stateful_train_step`) is jitted again with input and output shardings.
+XLA inserts the collectives (the all-reduce of the gradient over ``data``, the gathers of the
+gate blocks over ``model``); the program is the same on 1 device, 8 devices or a TPU pod, and on
+many hosts after :func:`jax.distributed.initialize`.
 
 Layout of a step:
 
 - the batch (a pytree whose leaves all have the leading axis ``b``) is split along ``b`` over the
-  ``data`` axis (``PartitionSpec("data")``) and replicated over ``model``;
+  ``data`` axis (``PartitionSpec("data")``) and replicated over ``model``; so is the carry of the
+  stateful step (one carry per stream of the batch, on the device of that stream's rows);
 - params and optimizer state are replicated, except, with a ``model`` axis of size > 1, the
   gate-stacked weights of the cells (``w_i [f, g]``, ``w_h [h, g]``, ``b [g]``, ``b_h [g]`` of
   :class:`~rnnjax.ElmanParams`, :class:`~rnnjax.LSTMParams`, :class:`~rnnjax.GRUParams`,
@@ -202,18 +204,19 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return _place(tree, param_shardings(tree, mesh))
 
 
-def _check_batch(batch, divisor: int, what: str) -> int:
+def _check_batch(batch, divisor: int, what: str, name: str = "batch") -> int:
+    """The common leading axis ``b`` of the leaves of ``batch`` (named ``name``), divisible by ``divisor``."""
     leaves = jax.tree_util.tree_leaves(batch)
     if not leaves:
-        raise ValueError("batch: expected a pytree with at least one array, got an empty one")
+        raise ValueError(f"{name}: expected a pytree with at least one array, got an empty one")
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
     if None in sizes or len(sizes) != 1:
         shapes = [np.shape(leaf) for leaf in leaves]
-        raise ValueError(f"batch: expected every leaf to have the same leading batch axis b, got shapes {shapes}")
+        raise ValueError(f"{name}: expected every leaf to have the same leading batch axis b, got shapes {shapes}")
     (size,) = sizes
     if size % divisor:
         raise ValueError(
-            f"batch: the batch size {size} is not divisible by {what} = {divisor}; "
+            f"{name}: the batch size {size} is not divisible by {what} = {divisor}; "
             f"use a batch size that is a multiple of {divisor} (or fewer devices)"
         )
     return size
@@ -352,6 +355,41 @@ def host_data(load: Callable[[int, slice], Any], mesh: Mesh, *, global_batch_siz
 # --- the train step ----------------------------------------------------------------------------
 
 
+def _jit_on_mesh(single_device_step: Callable, mesh: Mesh, *, data_inputs: int, data_outputs: int) -> Callable:
+    """``single_device_step(params, opt_state, *data, key) -> (params, opt_state, *data_out, metrics)`` over ``mesh``.
+
+    Jitted again with shardings (GSPMD): params and optimizer state as :func:`param_shardings`
+    says, the ``data_inputs`` arguments after them and the ``data_outputs`` results after them
+    split over ``data`` (:func:`batch_sharding`), the key and the metrics replicated. Inputs not
+    yet in place are moved onto the mesh; one compilation per structure and shapes of the params
+    and optimizer state.
+    """
+    whole, data_sharding = replicated(mesh), batch_sharding(mesh)
+    compiled = {}
+
+    def step(params, opt_state, *rest):
+        *data, key = rest
+        leaves, structure = jax.tree_util.tree_flatten((params, opt_state))
+        signature = structure, tuple(np.shape(leaf) for leaf in leaves)
+        if signature not in compiled:
+            shardings = (param_shardings(params, mesh), param_shardings(opt_state, mesh))
+            jitted = checks.checked_jit(
+                single_device_step,
+                in_shardings=(*shardings, *[data_sharding] * data_inputs, whole),
+                out_shardings=(*shardings, *[data_sharding] * data_outputs, whole),
+            )
+            compiled[signature] = shardings, jitted
+        (params_sharding, opt_state_sharding), sharded_step = compiled[signature]
+        return sharded_step(
+            _place(params, params_sharding),  # placed once: then the outputs of the last step are in place
+            _place(opt_state, opt_state_sharding),
+            *(_place(tree, jax.tree_util.tree_map(lambda _: data_sharding, tree), for_jit=True) for tree in data),
+            _place(key, jax.tree_util.tree_map(lambda _: whole, key), for_jit=True),
+        )
+
+    return step
+
+
 def make_data_parallel_train_step(
     loss_fn: Callable,
     optimizer: optax.GradientTransformation,
@@ -401,27 +439,82 @@ def make_data_parallel_train_step(
     single_device_step = train.make_train_step(
         loss_fn, optimizer, clip_norm=clip_norm, has_aux=has_aux, skip_nonfinite=skip_nonfinite
     )
-    whole, data_sharding = replicated(mesh), batch_sharding(mesh)
-    data_devices = _data_size(mesh)
-    compiled = {}  # one jit per structure and shapes of (params, opt_state)
+    sharded_step = _jit_on_mesh(single_device_step, mesh, data_inputs=1, data_outputs=0)
 
     def step(params, opt_state, batch, key):
-        leaves, structure = jax.tree_util.tree_flatten((params, opt_state))
-        signature = structure, tuple(np.shape(leaf) for leaf in leaves)
-        if signature not in compiled:
-            shardings = (param_shardings(params, mesh), param_shardings(opt_state, mesh))
-            jitted = checks.checked_jit(
-                single_device_step, in_shardings=(*shardings, data_sharding, whole), out_shardings=(*shardings, whole)
+        _check_batch(batch, _data_size(mesh), "the number of devices on the mesh's data axis")
+        return sharded_step(params, opt_state, batch, key)
+
+    return step
+
+
+def make_data_parallel_stateful_train_step(
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    clip_norm: float | None = None,
+    skip_nonfinite: bool = False,
+):
+    """:func:`rnnjax.train.make_stateful_train_step` over a mesh: the batch and the carry split over ``data``.
+
+    The stateful step carries the recurrent carry of every stream of the batch from one window
+    to the next (truncated BPTT as char-rnn trains). Here the carry is batched like the data: each
+    leaf has the leading axis ``b`` of the batch, and row ``i`` of the carry (the state of stream
+    ``i``) lives on the device that holds row ``i`` of the batch, so the carry never moves
+    between devices. Params and optimizer state are laid out as in
+    :func:`make_data_parallel_train_step`, and the step gives the params, carry and loss of the
+    single-device stateful step on the same batches, up to the order of floating-point sums.
+
+    Args:
+      loss_fn: ``loss_fn(params, carry, batch, key) -> (loss, new_carry)`` on the global batch,
+        as for the single-device step: ``carry`` and ``new_carry`` batched ``[b, ...]`` (e.g.
+        ``cell.initial_carry(params, (b,))`` to start), the loss a mean over the batch.
+      optimizer: an optax transformation.
+      mesh: from :func:`make_mesh`.
+      clip_norm: clip the global gradient norm (see :func:`rnnjax.train.make_train_step`).
+      skip_nonfinite: leave the state (and the carry) unchanged at a non-finite loss or gradient.
+
+    Returns:
+      ``step(params, opt_state, carry, batch, key) -> (params, opt_state, carry, metrics)``; the
+      carry comes back split over ``data`` (``PartitionSpec("data")``), ready for the next window.
+      ``b`` must divide by the size of the ``data`` axis, and every leaf of the carry must have the
+      batch's ``b`` (else ``ValueError`` naming ``batch`` or ``carry``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax, rnnjax as rj
+        >>> cell, optimizer = rj.LSTMCell(8), optax.sgd(0.1)
+        >>> def loss_fn(params, carry, windows, key):          # windows [b, t, f], carry [b, ...]
+        ...     carry, ys = jax.vmap(lambda c, xs: rj.unroll(cell, params, xs, c))(carry, windows)
+        ...     return jnp.mean((ys - 1.0) ** 2), carry
+        >>> params = cell.init(jax.random.key(0), 3)
+        >>> step = rj.parallel.make_data_parallel_stateful_train_step(loss_fn, optimizer, rj.parallel.make_mesh())
+        >>> streams = jnp.ones((4, 30, 3))                       # 4 streams, cut into 3 windows of 10
+        >>> carry, opt_state = cell.initial_carry(params, (4,)), optimizer.init(params)
+        >>> for i in range(3):
+        ...     windows = streams[:, 10 * i : 10 * (i + 1)]
+        ...     params, opt_state, carry, metrics = step(params, opt_state, carry, windows, jax.random.key(i))
+        >>> carry.h.shape, carry.h.sharding.spec
+        ((4, 8), P('data',))
+    """
+    single_device_step = train.make_stateful_train_step(
+        loss_fn, optimizer, clip_norm=clip_norm, skip_nonfinite=skip_nonfinite
+    )
+    sharded_step = _jit_on_mesh(single_device_step, mesh, data_inputs=2, data_outputs=1)
+
+    def step(params, opt_state, carry, batch, key):
+        what = "the number of devices on the mesh's data axis"
+        size = _check_batch(batch, _data_size(mesh), what)
+        shapes = [np.shape(leaf) for leaf in jax.tree_util.tree_leaves(carry)]
+        if any(shape[:1] != (size,) for shape in shapes):
+            raise ValueError(
+                f"carry: expected the leading batch axis b = {size} of the batch on every leaf (one carry per "
+                f"stream, e.g. cell.initial_carry(params, ({size},))), got shapes {shapes}"
             )
-            compiled[signature] = shardings, jitted
-        (params_sharding, opt_state_sharding), sharded_step = compiled[signature]
-        _check_batch(batch, data_devices, "the number of devices on the mesh's data axis")
-        return sharded_step(
-            _place(params, params_sharding),  # placed once: then the outputs of the last step are in place
-            _place(opt_state, opt_state_sharding),
-            _place(batch, jax.tree_util.tree_map(lambda _: data_sharding, batch), for_jit=True),
-            _place(key, jax.tree_util.tree_map(lambda _: whole, key), for_jit=True),
-        )
+        # placed here, not left to jit: the carry comes back sharded, and an input that is sharded on one call
+        # and on the default device on the next would trace the step twice
+        carry = _place(carry, jax.tree_util.tree_map(lambda _: batch_sharding(mesh), carry))
+        return sharded_step(params, opt_state, carry, batch, key)
 
     return step
 
@@ -468,6 +561,47 @@ def make_train_step(
         )
     return make_data_parallel_train_step(
         loss_fn, optimizer, mesh, clip_norm=clip_norm, has_aux=has_aux, skip_nonfinite=skip_nonfinite
+    )
+
+
+def make_stateful_train_step(
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    devices: int | None = None,
+    clip_norm: float | None = None,
+    skip_nonfinite: bool = False,
+):
+    """The stateful train step for ``devices`` devices: the single-device step on 1, data-parallel on more.
+
+    Args:
+      loss_fn: ``loss_fn(params, carry, batch, key) -> (loss, new_carry)``, carry batched ``[b, ...]``.
+      optimizer: an optax transformation.
+      devices: how many of ``jax.devices()`` to use (None: all of them). With 1 this is
+        :func:`rnnjax.train.make_stateful_train_step`; with more,
+        :func:`make_data_parallel_stateful_train_step` over :func:`make_mesh` ``(devices)``.
+      clip_norm: clip the global gradient norm (see :func:`rnnjax.train.make_train_step`).
+      skip_nonfinite: leave the state and the carry unchanged at a non-finite loss or gradient.
+
+    Returns:
+      ``step(params, opt_state, carry, batch, key) -> (params, opt_state, carry, metrics)``.
+
+    Example:
+        >>> import jax.numpy as jnp, optax, rnnjax as rj
+        >>> def loss_fn(params, carry, batch, key):             # a running sum per row as the "carry"
+        ...     carry = carry + jnp.sum(batch, axis=1)
+        ...     return jnp.mean((params - carry[:, None]) ** 2), carry
+        >>> step = rj.parallel.make_stateful_train_step(loss_fn, optax.sgd(0.1), devices=1)
+        >>> params, opt_state = jnp.zeros(3), optax.sgd(0.1).init(jnp.zeros(3))
+        >>> params, opt_state, carry, metrics = step(params, opt_state, jnp.zeros(4), jnp.ones((4, 2)), None)
+        >>> carry.tolist()
+        [2.0, 2.0, 2.0, 2.0]
+    """
+    mesh = make_mesh(devices)
+    if mesh.size == 1:
+        return train.make_stateful_train_step(loss_fn, optimizer, clip_norm=clip_norm, skip_nonfinite=skip_nonfinite)
+    return make_data_parallel_stateful_train_step(
+        loss_fn, optimizer, mesh, clip_norm=clip_norm, skip_nonfinite=skip_nonfinite
     )
 
 

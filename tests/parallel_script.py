@@ -62,6 +62,35 @@ def run_steps(step, num_steps):
 
 SINGLE_DEVICE_STEP = rj.train.make_train_step(loss_fn, OPTIMIZER, clip_norm=1.0)
 
+# the stateful step: BATCH streams cut into WINDOWS consecutive windows, the carry passed between them
+WINDOWS, WINDOW = 4, 5
+STATEFUL_CELL = rj.LSTMCell(16, precision="highest")
+
+
+def stateful_loss_fn(params, carry, batch, key):
+    noise = 0.01 * jax.random.normal(key, batch["xs"].shape)
+    carry, ys = jax.vmap(lambda c, xs: rj.unroll(STATEFUL_CELL, params, xs, c))(carry, batch["xs"] + noise)
+    return jnp.mean((ys[:, :, 0] - batch["y"]) ** 2), carry
+
+
+def load_window(i):
+    """Window ``i`` of every stream: ``xs [b, WINDOW, 3]``, ``y [b, WINDOW]`` (the running sum of the first input)."""
+    xs = np.random.default_rng(3).normal(size=(BATCH, WINDOWS * WINDOW, 3)).astype(np.float32)
+    window = slice(i * WINDOW, (i + 1) * WINDOW)
+    return {"xs": xs[:, window], "y": np.cumsum(xs[:, :, 0], axis=1)[:, window]}
+
+
+def run_stateful(step):
+    """The params, the carry and the loss after every window: three lists."""
+    params, opt_state = init()
+    carry = STATEFUL_CELL.initial_carry(params, (BATCH,))
+    history = {"params": [], "carry": [], "loss": []}
+    for i in range(WINDOWS):
+        params, opt_state, carry, metrics = step(params, opt_state, carry, load_window(i), jax.random.key(i))
+        for name, value in (("params", params), ("carry", carry), ("loss", metrics["loss"])):
+            history[name].append(value)
+    return history
+
 
 def single_device_fit(num_steps):
     params, opt_state = init()
@@ -71,7 +100,7 @@ def single_device_fit(num_steps):
 
 
 def steps_mode(out, checkpoint_dir):
-    """On 8 devices: sharded steps == single-device steps; errors; fit with checkpoints."""
+    """On 8 devices: sharded steps (plain and stateful) == single-device steps; errors; fit with checkpoints."""
     result = {"devices": len(jax.devices())}
     reference = {n: run_steps(SINGLE_DEVICE_STEP, n) for n in (1, 3)}
     steps = {}
@@ -84,6 +113,28 @@ def steps_mode(out, checkpoint_dir):
             result[f"loss_diff_{data}x{model}_{n}"] = abs(loss - reference[n][1])
         result[f"spec_{data}x{model}"] = [str(params.w_h.sharding.spec), str(params.w_h.sharding.mesh.shape)]
         result[f"shards_{data}x{model}"] = sorted({s.data.shape[1] for s in params.w_h.addressable_shards})
+
+    # the stateful step: params, carry and loss after every window equal the single-device step's
+    reference = run_stateful(rj.train.make_stateful_train_step(stateful_loss_fn, OPTIMIZER, clip_norm=1.0))
+    stateful_steps = {}
+    for data, model in MESHES:
+        mesh = parallel.make_mesh(data * model, model=model)
+        stateful_steps[data, model] = parallel.make_data_parallel_stateful_train_step(
+            stateful_loss_fn, OPTIMIZER, mesh, clip_norm=1.0
+        )
+        history = run_stateful(stateful_steps[data, model])
+        for what in ("params", "carry", "loss"):
+            result[f"stateful_{what}_diff_{data}x{model}"] = max_diff(history[what], reference[what])
+        carry = history["carry"][-1]
+        name = f"{data}x{model}"
+        result[f"stateful_carry_spec_{name}"] = str(carry.h.sharding.spec)
+        result[f"stateful_carry_shards_{name}"] = sorted({s.data.shape[0] for s in carry.h.addressable_shards})
+    params, opt_state = init()
+    try:
+        carry = STATEFUL_CELL.initial_carry(params, (8,))  # 8 carries for 16 streams
+        stateful_steps[8, 1](params, opt_state, carry, load_window(0), jax.random.key(0))
+    except ValueError as error:
+        result["carry_size_error"] = str(error)
 
     gru = rj.GRUCell(5).init(jax.random.key(0), 3)  # gate dimension 15: does not split over model = 2
     result["gru_spec_4x2"] = str(parallel.param_shardings(gru, parallel.make_mesh(8, model=2)).w_h.spec)

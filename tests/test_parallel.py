@@ -67,6 +67,19 @@ def test_sharded_step_on_8_devices_equals_the_single_device_step(eight_devices):
     assert result["fit_sharding_devices"] == 8 and result["fit_diff"] < 1e-6
 
 
+def test_sharded_stateful_step_on_8_devices_equals_the_single_device_step(eight_devices):
+    """4 windows of 16 streams, the carry passed between them, float32 at precision "highest"."""
+    result, _ = eight_devices
+    for mesh in ("8x1", "4x2"):
+        assert result[f"stateful_params_diff_{mesh}"] < 1e-6, mesh
+        assert result[f"stateful_carry_diff_{mesh}"] < 1e-6, mesh
+        assert result[f"stateful_loss_diff_{mesh}"] < 1e-5, mesh
+    assert result["stateful_carry_spec_8x1"] == "P('data',)"  # the carry is split like the batch
+    assert result["stateful_carry_shards_8x1"] == [2]  # 16 streams over 8 devices
+    assert result["stateful_carry_shards_4x2"] == [4]
+    assert result["carry_size_error"].startswith("carry: expected the leading batch axis b = 16 of the batch")
+
+
 def test_indivisible_batch_is_a_clear_error(eight_devices):
     result, _ = eight_devices
     assert result["indivisible_error"].startswith("batch: the batch size 12 is not divisible by")
@@ -138,6 +151,43 @@ def test_one_device_step_equals_train_step_and_does_not_retrace():
     assert set(m2) == {"loss", "grad_norm", "clipped", "mean_pred"}
     for a, b in zip(jax.tree_util.tree_leaves((p1, o1, m1)), jax.tree_util.tree_leaves((p2, o2, m2)), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_one_device_stateful_step_equals_the_stateful_train_step_and_does_not_retrace():
+    cell = rj.GRUCell(6)
+    params = cell.init(jax.random.key(0), 2)
+    streams = jax.random.normal(jax.random.key(1), (4, 15, 2))
+
+    def loss_fn(params, carry, windows, key):
+        carry, ys = jax.vmap(lambda c, xs: rj.unroll(cell, params, xs, c))(carry, windows)
+        return jnp.mean((ys[:, :, 0] - windows[:, :, 1]) ** 2), carry
+
+    optimizer = optax.adam(1e-2)
+    counted = chex.assert_max_traces(loss_fn, n=1)
+    reference = rj.train.make_stateful_train_step(loss_fn, optimizer, clip_norm=0.5)
+    step = parallel.make_data_parallel_stateful_train_step(counted, optimizer, parallel.make_mesh(), clip_norm=0.5)
+    states = [(params, optimizer.init(params), cell.initial_carry(params, (4,))) for _ in range(2)]
+    for i in range(3):  # three consecutive windows of 5 steps
+        window = streams[:, 5 * i : 5 * (i + 1)]
+        *states[0], m1 = reference(*states[0], window, jax.random.key(i))
+        *states[1], m2 = step(*states[1], window, jax.random.key(i))
+        for a, b in zip(jax.tree.leaves((states[0], m1)), jax.tree.leaves((states[1], m2)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    assert isinstance(states[1][2].h.sharding, jax.sharding.NamedSharding)
+    for carry, shapes in ((cell.initial_carry(params, (3,)), r"\(3, 6\)"), (cell.initial_carry(params), r"\(6,\)")):
+        with pytest.raises(ValueError, match=r"carry: expected the leading batch axis b = 4 of the batch .*" + shapes):
+            step(*states[1][:2], carry, streams[:, :5], None)
+
+
+def test_the_guide_section_on_stateful_training_runs():
+    """The code of docs/guide/parallel.md's stateful-training section runs as written (on this process's devices)."""
+    page = (Path(__file__).parents[1] / "docs/guide/parallel.md").read_text()
+    section = page.split("## Stateful training: the carry sharded with the batch\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
+    assert blocks
+    with jax.numpy_dtype_promotion("standard"):  # as a user has it
+        for block in blocks:
+            exec(compile(block, "docs/guide/parallel.md", "exec"), {})
 
 
 def test_fit_drives_the_sharded_step():

@@ -165,8 +165,7 @@ def test_truncated_bptt_matches_its_definition_and_differs_from_bptt(k1, k2, x64
 @pytest.mark.parametrize(
     "num_steps, kwargs, message",
     [
-        (12, dict(k1=5), "xs: expected a positive number of steps divisible by k1 = 5, got 12"),
-        (0, dict(k1=2), "xs: expected a positive number of steps divisible by k1 = 2, got 0"),
+        (12, dict(k1=0), "k1: expected a positive integer, got 0"),  # any T works now (tests/test_train_padding.py)
         (12, dict(k1=4, k2=3), "k2: expected"),
     ],
 )

@@ -4,7 +4,8 @@
 - :mod:`~rnnjax.train.gradients`: :func:`sequence_loss`, :func:`bptt_grad`,
   :func:`truncated_bptt_grad`, :func:`rtrl_grad`; a per-step loss ``step_loss(y_t, target_t)``
   summed over steps is the quantity all three differentiate (the tests check them against
-  each other).
+  each other); each takes ``length`` for a padded sequence (the padding adds no loss), and
+  truncated BPTT takes any number of steps.
 - :mod:`~rnnjax.train.diagnostics`: :func:`carry_gradient_norms`, :func:`jacobian_spectral_radius`.
 - :mod:`~rnnjax.train.fit`: :func:`fit`, :func:`restore_checkpoint`, GPU determinism
   (:func:`deterministic_xla_flags`, :func:`is_deterministic`).

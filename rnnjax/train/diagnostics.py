@@ -7,44 +7,69 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from rnnjax._src import checks
+from rnnjax._src import checks, masks
 from rnnjax.typing import Array, Carry, Cell, Params
 
 
-def carry_gradient_norms(cell: Cell, params: Params, xs: Array, loss_fn: Callable, *, carry: Carry | None = None):
+def carry_gradient_norms(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    loss_fn: Callable,
+    *,
+    carry: Carry | None = None,
+    length: int | Array | None = None,
+):
     """``||dL/dcarry_t||`` for every step t: how the gradient vanishes or explodes through time.
 
     ``carry_t`` is the carry that step ``t`` reads (``carry_0`` is the initial carry). A zero
     perturbation is added to it; the gradient with respect to the perturbation is the
     gradient with respect to that carry, through every later step.
 
+    With ``length = n`` the steps ``>= n`` are padding, as in :func:`rnnjax.unroll`: they leave
+    the carry unchanged and output zeros, and no step reads a carry there, so their norms are 0.
+    ``loss_fn`` sees the carry after step ``n - 1`` and ``ys`` with zero rows past ``n``; when it
+    ignores those rows (a sum of per-step terms that are 0 at a zero output, or ``ys[n - 1]``),
+    the first ``n`` norms are those of the unpadded first ``n`` steps.
+
     Args:
-      cell, params, xs, carry: as in :func:`rnnjax.unroll`.
+      cell, params, xs, carry, length: as in :func:`rnnjax.unroll`.
       loss_fn: ``loss_fn(final_carry, ys [t, o]) -> scalar``.
 
     Returns:
-      ``[t]`` global norms over the carry's leaves.
+      ``[t]`` global norms over the carry's leaves (0 at the steps ``>= length``).
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
         >>> cell = rj.ElmanCell(8)
         >>> params = cell.init(jax.random.key(0), 2)
         >>> params = params._replace(w_h=0.5 * params.w_h)   # contracting recurrent weights
-        >>> loss_fn = lambda carry, ys: jnp.sum(ys[-1])      # a loss on the last step only
+        >>> loss_fn = lambda carry, ys: jnp.sum(carry.h)     # a loss on the final carry only
         >>> norms = rj.train.carry_gradient_norms(cell, params, jnp.ones((20, 2)), loss_fn)
         >>> norms.shape, bool(norms[0] < 1e-3 * norms[-1])   # the gradient vanishes going back
         ((20,), True)
+        >>> padded = rj.train.carry_gradient_norms(cell, params, jnp.ones((25, 2)), loss_fn, length=20)
+        >>> bool(jnp.allclose(padded[:20], norms)), float(padded[20:].max())
+        (True, 0.0)
     """
     xs = checks.sequence(xs, cell.input_size(params), "xs")
-    carry = cell.initial_carry(params) if carry is None else carry
-    perturbations = jax.tree_util.tree_map(lambda c: jnp.zeros((xs.shape[0], *c.shape), c.dtype), carry)
+    num_steps = xs.shape[0]
+    valid = masks.valid_mask(checks.length(length, num_steps), num_steps)
+    expected = cell.initial_carry(params)
+    if carry is None:
+        carry = expected
+    else:
+        checks.same_structure(carry, expected, "carry")
+    perturbations = jax.tree_util.tree_map(lambda c: jnp.zeros((num_steps, *c.shape), c.dtype), carry)
 
     def loss_of_perturbations(perturbations):
         def body(c, inp):
-            x, delta = inp
-            return cell.step(params, jax.tree_util.tree_map(jnp.add, c, delta), x)
+            x, delta, ok = inp
+            new_c, y = cell.step(params, jax.tree_util.tree_map(jnp.add, c, delta), x)
+            new_c = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new_c, c)
+            return new_c, jnp.where(ok, y, jnp.zeros_like(y))
 
-        final, ys = lax.scan(body, carry, (xs, perturbations))
+        final, ys = lax.scan(body, carry, (xs, perturbations, valid))
         return loss_fn(final, ys)
 
     grads = jax.grad(loss_of_perturbations)(perturbations)
