@@ -23,6 +23,7 @@ absolute numbers. Each row runs unroll's default path for the backend (on the CP
 import argparse
 import json
 import platform
+from datetime import datetime, timezone
 from pathlib import Path
 
 import jax
@@ -111,6 +112,7 @@ def main(argv=None):
 
     results = {(c, cell): measure(CONFIGS[c], cell, args.repeats) for c in args.configs for cell in args.cells}
     report = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"platform": platform.platform(), "backend": jax.default_backend(), "devices": jax.device_count()},
         "jax": jax.__version__,
         "repeats": args.repeats,

@@ -228,9 +228,10 @@ def features_section(report: dict) -> list[str]:
     columns = list(dict.fromkeys((r["config"], r["cell"]) for r in report["rows"]))
     by_key = {(r["config"], r["cell"], r["name"]): r for r in report["rows"]}
     lines = [
-        f"`python benchmarks/features_cost.py`: one training step (forward, BPTT, Adam) at the S and M sizes "
-        f"above, {report['machine']['backend']}, jax {report['jax']}; ms per step (the ratio to the plain cell), "
-        f"the fastest of {report['repeats']} interleaved repeats.",
+        f"`python benchmarks/features_cost.py` ({report.get('date', 'undated')}): one training step (forward, BPTT, "
+        f"Adam) at the S and M sizes above, {report['machine']['backend']} ({report['machine']['platform']}), jax "
+        f"{report['jax']}; ms per step (the ratio to the plain cell), the fastest of {report['repeats']} interleaved "
+        "repeats. On the CPU unroll runs its in-loop path; the GPU's hoisted path is not measured here yet.",
         "",
     ]
     body = []
