@@ -10,9 +10,10 @@ inside the module's ``params`` collection (NNX: one ``nnx.Param`` per leaf under
 them, ``nnx.grad`` differentiates them, and ``rnnjax`` functions take them back unchanged.
 
 Outputs past a sequence's length are zero, and the carry is the one after its last valid
-step (:func:`rnnjax.layers.apply_with_carry`). A ``Stack`` with ``dropout`` drops
-between layers in training mode only: NNX ``deterministic=False`` (``model.train()``)
-with a ``dropout`` stream, Linen ``deterministic=False`` with a ``"dropout"`` rng.
+step (:func:`rnnjax.layers.apply_with_carry`). A ``Stack`` with ``dropout`` drops between
+layers, and cells with dropout or zoneout rates use them, in training mode only: NNX
+``deterministic=False`` (``model.train()``) with a ``dropout`` stream, Linen
+``deterministic=False`` with a ``"dropout"`` rng.
 
 Import it explicitly: ``import rnnjax.flax`` (``import rnnjax`` does not load Flax).
 """
@@ -29,14 +30,23 @@ except ImportError as error:  # flax is an optional extra
     raise ImportError("rnnjax.flax needs flax: pip install flax (or the rnnjax[flax] extra)") from error
 
 from rnnjax import layers
-from rnnjax.layers import Stack
-from rnnjax.typing import Array, Carry, Params, PRNGKey
+from rnnjax.layers import Bidirectional, Stack
+from rnnjax.typing import Array, Carry, NoisyCell, Params, PRNGKey
 
 __all__ = ["LinenRNN", "RNN"]
 
 
 def _has_dropout(layer) -> bool:
-    return isinstance(layer, Stack) and (layer.dropout > 0 or any(_has_dropout(sub) for sub in layer.layers))
+    """Whether training draws random masks: a Stack's dropout between layers, or a cell's own dropout/zoneout."""
+    if isinstance(layer, Stack):
+        return layer.dropout > 0 or any(_has_dropout(sub) for sub in layer.layers)
+    if isinstance(layer, Bidirectional):
+        return _has_dropout(layer.forward) or _has_dropout(layer.backward)
+    if isinstance(layer, layers.RNN):
+        return _has_dropout(layer.cell)
+    if isinstance(layer, layers.Masking):
+        return _has_dropout(layer.layer)
+    return isinstance(layer, NoisyCell) and layer.has_noise
 
 
 def _run(layer, params: Params, xs, seq_lengths, initial_carry, key: PRNGKey | None, mask=None) -> tuple[Carry, Array]:

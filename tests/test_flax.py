@@ -185,3 +185,19 @@ def test_converted_torch_weights_in_a_flax_model():
     model = rjflax.RNN(layer, params=params)
     ys_torch = module(torch.tensor(np.asarray(XS)).transpose(0, 1))[0].transpose(0, 1).detach().numpy()
     np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(model, XS), ys_torch, rtol=1e-5, atol=1e-6)
+
+
+def test_cells_with_dropout_train_with_the_dropout_stream():
+    """A cell's own dropout (no Stack) draws masks in training mode too, and none in evaluation mode."""
+    layer = rj.Bidirectional(rj.GRUCell(H, recurrent_dropout=0.5), rj.LSTMCell(H, dropout=0.5))
+    params = _random_params(layer)
+    model = rjflax.RNN(layer, params=params, rngs=nnx.Rngs(dropout=0))
+    model.train()
+    train_ys = model(XS)
+    model.eval()
+    np.testing.assert_allclose(model(XS), jax.vmap(lambda x: layer.apply(params, x))(XS), **TOL)
+    assert not np.allclose(train_ys, model(XS))
+    linen_model = rjflax.LinenRNN(layer)
+    variables = {"params": {"rnn": params}}
+    noisy = linen_model.apply(variables, XS, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    assert not np.allclose(noisy, linen_model.apply(variables, XS, deterministic=True))
