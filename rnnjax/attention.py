@@ -45,7 +45,7 @@ from rnnjax._src.dtypes import Dtypes, with_dtypes
 from rnnjax.cells import DenseParams
 from rnnjax.heads import EmbeddingParams
 from rnnjax.layers import as_cell
-from rnnjax.typing import Array, Attention, Carry, Params, PRNGKey
+from rnnjax.typing import Array, Attention, Carry, NoisyCell, Params, PRNGKey
 
 GLOROT = jax.nn.initializers.glorot_uniform()
 
@@ -369,6 +369,11 @@ class AttentionDecoder(Dtypes):
         attention = _attention_module(self.attention, self.attention_size)
         object.__setattr__(self, "attention", with_dtypes(attention, self.dtype, self.param_dtype))
         object.__setattr__(self, "cell", with_dtypes(self.cell, self.dtype, self.param_dtype))
+        if isinstance(self.cell, NoisyCell) and self.cell.has_noise:  # step-by-step decoding draws no masks
+            raise ValueError(
+                "cell: the attention decoder's cell has dropout or zoneout rates, which its step-by-step "
+                "training does not draw yet; use a cell without them (the encoder's cells may have them)"
+            )
 
     @property
     def _before(self) -> bool:

@@ -240,3 +240,14 @@ def test_stacked_cell_trains_each_cell_with_its_own_noise(hoist, x64):
     lm = rj.models.LanguageModel(10, F, [rj.LSTMCell(H, dropout=0.5), rj.GRUCell(H, recurrent_dropout=0.5)])
     lm_params, tokens = lm.init(jax.random.key(1)), jnp.array([1, 2, 3, 4])
     assert not np.allclose(lm.apply(lm_params, tokens, key=key), lm.apply(lm_params, tokens))
+
+
+def test_generator_passes_the_key_and_the_attention_decoder_refuses_noisy_cells():
+    model = rj.models.ConditionedGenerator(4, 10, 3, rj.GRUCell(6, recurrent_dropout=0.5), condition="input")
+    params = model.init(jax.random.key(0))
+    features, tokens = jnp.ones(4), jnp.array([1, 2, 3, 4])
+    assert not np.allclose(
+        model.apply(params, features, tokens, key=jax.random.key(1)), model.apply(params, features, tokens)
+    )
+    with pytest.raises(ValueError, match="cell: the attention decoder's cell has dropout or zoneout rates"):
+        rj.models.Seq2Seq(10, 10, 4, rj.GRUCell(6, dropout=0.2), rj.GRUCell(6, zoneout=0.1), attention="luong")

@@ -139,7 +139,16 @@ class ConditionedGenerator(base.Dtypes):
         features = jnp.broadcast_to(features.astype(xs.dtype), (*xs.shape[:-1], self.feature_size))
         return jnp.concatenate([xs, features], axis=-1)
 
-    def apply(self, params: GeneratorParams, features: Array, tokens: Array, length=None, *, mask=None) -> Array:
+    def apply(
+        self,
+        params: GeneratorParams,
+        features: Array,
+        tokens: Array,
+        length=None,
+        *,
+        mask=None,
+        key: PRNGKey | None = None,
+    ) -> Array:
         """Next-token logits at every step, with teacher forcing.
 
         Args:
@@ -148,6 +157,7 @@ class ConditionedGenerator(base.Dtypes):
           tokens: integer ids ``[t]`` (usually starting with a begin-of-sequence id).
           length: valid steps ``n`` (scalar). None: all ``t``.
           mask: ``[t]`` booleans, True at valid steps; masked steps keep the carry.
+          key: PRNG key for the cell's own dropout and zoneout (training); None: none.
 
         Returns:
           ``logits: [t, v]``; zeros at steps ``>= length`` and where ``mask`` is False.
@@ -164,7 +174,7 @@ class ConditionedGenerator(base.Dtypes):
         length = checks.length(length, tokens.shape[0])
         mask = checks.step_mask(mask, tokens.shape[0])
         xs = self._inputs(params, tokens, carry.features)
-        _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length, mask=mask, hoist=self.hoist)
+        _, ys = unroll(self.cell, params.cell, xs, carry.cell, length=length, mask=mask, hoist=self.hoist, key=key)
         logits = self._head(self.vocab_size).apply(params.head, ys)
         return masks.zero_invalid(logits, masks.valid_steps(tokens.shape[0], length, mask))
 
