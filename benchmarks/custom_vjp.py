@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from train_overhead import CONFIGS as SMALL_CONFIGS
+from train_overhead import fastest_interleaved
 
 import rnnjax as rj
 
@@ -141,14 +142,13 @@ def measure(config: dict, repeats: int) -> dict:
         "custom vjp": jax.jit(jax.grad(partial(loss_fn, lstm_scan_custom))),
         "rnnjax": jax.jit(jax.grad(partial(rnnjax_loss, cell))),
     }
-    for fn in grads.values():
-        jax.block_until_ready(fn(params, xs, target))  # compile
-    best = dict.fromkeys(grads, float("inf"))
-    for _ in range(repeats):
-        for name, fn in grads.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn(params, xs, target))
-            best[name] = min(best[name], time.perf_counter() - start)
+
+    def timed(fn):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(params, xs, target))
+        return time.perf_counter() - start
+
+    best = fastest_interleaved({name: partial(timed, fn) for name, fn in grads.items()}, repeats)
     return {name: {"ms": 1e3 * s, "ratio_to_autodiff": s / best["autodiff"]} for name, s in best.items()}
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import optax
-from train_overhead import CONFIGS, bare_step, time_steps
+from train_overhead import CONFIGS, bare_step, fastest_interleaved, time_steps
 
 import rnnjax as rj
 
@@ -93,12 +93,7 @@ def measure(config: dict, cell_name: str, repeats: int) -> dict:
         rows[name] = lambda step=step, params=params, opt_state=opt_state, batch=batch: time_steps(
             step, params, opt_state, batch, 1
         )
-    for row in rows.values():  # compile, warm up
-        row()
-    best = {name: float("inf") for name in rows}
-    for _ in range(repeats):
-        for name, row in rows.items():
-            best[name] = min(best[name], row())
+    best = fastest_interleaved(rows, repeats)
     return {name: {"ms": 1e3 * s, "ratio": s / best["plain"]} for name, s in best.items()}
 
 

@@ -82,6 +82,18 @@ def time_fit(step, params, opt_state, batch, num_steps: int) -> float:
     return (time.perf_counter() - t0) / num_steps
 
 
+def fastest_interleaved(rows: dict, repeats: int) -> dict:
+    """Seconds of each row (a callable returning its time): each run once to compile, then the fastest of
+    ``repeats`` rounds in which every row runs in turn, so that the ratios hold on a busy machine."""
+    for row in rows.values():
+        row()
+    best = dict.fromkeys(rows, float("inf"))
+    for _ in range(repeats):
+        for name, row in rows.items():
+            best[name] = min(best[name], row())
+    return best
+
+
 def measure(config: dict, repeats: int, num_steps: int) -> dict:
     params, batch, loss_fn = problem(config)
     optimizer = optax.adam(1e-3)
@@ -98,12 +110,7 @@ def measure(config: dict, repeats: int, num_steps: int) -> dict:
         "checked": rj.train.make_train_step(loss_fn, optimizer),
         "skip": rj.train.make_train_step(loss_fn, optimizer, skip_nonfinite=True),
     }
-    for row in rows.values():  # compile, warm up
-        row()
-    best = {name: float("inf") for name in rows}
-    for _ in range(repeats):
-        for name, row in rows.items():
-            best[name] = min(best[name], row())
+    best = fastest_interleaved(rows, repeats)
     ms = {name: 1e3 * seconds for name, seconds in best.items()}
     reference = {"bare jit": "bare jit", "make_train_step": "bare jit", "skip_nonfinite": "bare jit"}
     reference |= {"bare loop": "bare loop", "fit": "bare loop"}
