@@ -600,7 +600,6 @@ def test_to_flax_round_trips():
         interop.from_flax(nn.SimpleCell(H, residual=True), {"params": {}})
 
 
-
 @pytest.mark.parametrize("convert", ["to_keras", "to_flax"])
 def test_a_projected_lstm_is_refused_where_the_framework_has_no_projection(convert, keras):
     cell = rj.LSTMCell(H, proj_size=2)
