@@ -38,7 +38,14 @@ CELLS = {
 INPUT_SIZE = 3
 
 
-@pytest.fixture(params=sorted(CELLS))
+# variants with dedicated test files (test_layernorm.py, test_projection.py): the generic battery runs
+# them in the slow suite (CI runs both), keeping the default suite near its budget
+SLOW_IN_THE_CATALOGUE = {"layernorm_gru", "layernorm_gru_cho", "lstm_proj"}
+
+
+@pytest.fixture(
+    params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW_IN_THE_CATALOGUE else n for n in sorted(CELLS)]
+)
 def cell(request):
     return CELLS[request.param]
 

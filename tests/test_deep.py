@@ -145,6 +145,7 @@ def test_cell_type_must_be_a_cell_class():
 # --- the docs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_guide_section_runs():
     """The code of docs/guide/unroll.md's "The deep constructor" section runs as written."""
     page = (ROOT / "docs/guide/unroll.md").read_text()

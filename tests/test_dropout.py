@@ -12,6 +12,7 @@ import pytest
 from jax.test_util import check_grads
 
 import rnnjax as rj
+from conftest import BOTH_PATHS_HOISTED_SLOW
 
 F, H, T = 3, 5, 6
 RATES = {"dropout": 0.4, "recurrent_dropout": 0.3, "zoneout": 0.25}
@@ -90,7 +91,7 @@ def xs64(seed=2):
 
 
 @pytest.mark.parametrize("name", sorted(NOISY))
-@pytest.mark.parametrize("hoist", [False, True], ids=["in-loop", "hoisted"])
+@BOTH_PATHS_HOISTED_SLOW
 def test_training_noise_equals_numpy_loop(name, hoist, x64):
     cell = NOISY[name]
     params, xs, key = random_params(cell), xs64(), jax.random.key(7)

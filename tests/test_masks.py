@@ -49,7 +49,9 @@ def sequence(seed=0, num_steps=T, size=INPUT_SIZE):
     return jax.random.normal(jax.random.key(seed), (num_steps, size), jnp.float64)
 
 
-@pytest.mark.parametrize("reverse, masked_output", [(False, "zeros"), (True, "last"), (False, "last")])
+@pytest.mark.parametrize(
+    "reverse, masked_output", [(False, "zeros"), (True, "last"), pytest.param(False, "last", marks=pytest.mark.slow)]
+)
 @BOTH_PATHS_HOISTED_SLOW
 def test_unroll_with_mask_equals_loop(cell, reverse, masked_output, hoist, x64):
     params = params64(cell)

@@ -430,6 +430,7 @@ def test_bad_input():
 # --- the docs -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_guide_section_runs(capsys):
     """The code of docs/guide/models.md's "Summary" section runs as written and prints the table shown."""
     page = (ROOT / "docs/guide/models.md").read_text()

@@ -244,6 +244,7 @@ def section_blocks(page: str, heading: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
 
 
+@pytest.mark.slow
 def test_the_guide_section_runs():
     """The code of docs/guide/training.md's "Gradients through time" section runs as written."""
     blocks = section_blocks("docs/guide/training.md", "## Gradients through time")
