@@ -40,7 +40,7 @@ INPUT_SIZE = 3
 
 # variants with dedicated test files (test_layernorm.py, test_projection.py): the generic battery runs
 # them in the slow suite (CI runs both), keeping the default suite near its budget
-SLOW_IN_THE_CATALOGUE = {"layernorm_gru", "layernorm_gru_cho", "lstm_proj"}
+SLOW_IN_THE_CATALOGUE = {"layernorm_lstm", "layernorm_gru", "layernorm_gru_cho", "lstm_proj"}
 
 
 @pytest.fixture(
