@@ -40,23 +40,23 @@ CONFIGS = {**SMALL_CONFIGS, "G": {"batch": 256, "steps": 256, "input": 512, "hid
 RESULTS = Path(__file__).parent / "results" / "custom_vjp.json"
 
 
-def _gates(z):
-    i, f, g, o = jnp.split(z, 4, axis=-1)
-    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+def _lstm_step(w_h, carry, u):
+    """One LSTM step: ``((h, c), gate activations [b, 4h])``."""
+    h, c = carry
+    i, f, g, o = jnp.split(u + h @ w_h, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * c + i * g
+    return (o * jnp.tanh(c), c), jnp.concatenate([i, f, g, o], -1)
 
 
 def lstm_scan(w_h, us, h0, c0):
     """``hs [t, b, h]`` of an LSTM from the projected inputs ``us = xs W_i + b: [t, b, 4h]`` (autodiff)."""
 
     def step(carry, u):
-        h, c = carry
-        i, f, g, o = _gates(u + h @ w_h)
-        c = f * c + i * g
-        h = o * jnp.tanh(c)
-        return (h, c), h
+        carry, _ = _lstm_step(w_h, carry, u)
+        return carry, carry[0]
 
-    _, hs = lax.scan(step, (h0, c0), us)
-    return hs
+    return lax.scan(step, (h0, c0), us)[1]
 
 
 @jax.custom_vjp
@@ -66,11 +66,8 @@ def lstm_scan_custom(w_h, us, h0, c0):
 
 def _forward(w_h, us, h0, c0):
     def step(carry, u):
-        h, c = carry
-        i, f, g, o = _gates(u + h @ w_h)
-        c_new = f * c + i * g
-        h_new = o * jnp.tanh(c_new)
-        return (h_new, c_new), (h_new, c_new, jnp.concatenate([i, f, g, o], -1))
+        carry, acts = _lstm_step(w_h, carry, u)
+        return carry, (*carry, acts)
 
     _, (hs, cs, acts) = lax.scan(step, (h0, c0), us)
     h_prev = jnp.concatenate([h0[None], hs[:-1]])

@@ -362,7 +362,9 @@ def _jit_on_mesh(single_device_step: Callable, mesh: Mesh, *, data_inputs: int, 
     says, the ``data_inputs`` arguments after them and the ``data_outputs`` results after them
     split over ``data`` (:func:`batch_sharding`), the key and the metrics replicated. Inputs not
     yet in place are moved onto the mesh; one compilation per structure and shapes of the params
-    and optimizer state.
+    and optimizer state. The first ``data_outputs`` data inputs come back as outputs (a carry), so
+    they are always placed here, never left to ``jit``: an input sharded on one call and on the
+    default device on the next would trace the step twice.
     """
     whole, data_sharding = replicated(mesh), batch_sharding(mesh)
     compiled = {}
@@ -383,7 +385,10 @@ def _jit_on_mesh(single_device_step: Callable, mesh: Mesh, *, data_inputs: int, 
         return sharded_step(
             _place(params, params_sharding),  # placed once: then the outputs of the last step are in place
             _place(opt_state, opt_state_sharding),
-            *(_place(tree, jax.tree_util.tree_map(lambda _: data_sharding, tree), for_jit=True) for tree in data),
+            *(
+                _place(tree, jax.tree_util.tree_map(lambda _: data_sharding, tree), for_jit=i >= data_outputs)
+                for i, tree in enumerate(data)
+            ),
             _place(key, jax.tree_util.tree_map(lambda _: whole, key), for_jit=True),
         )
 
@@ -511,9 +516,6 @@ def make_data_parallel_stateful_train_step(
                 f"carry: expected the leading batch axis b = {size} of the batch on every leaf (one carry per "
                 f"stream, e.g. cell.initial_carry(params, ({size},))), got shapes {shapes}"
             )
-        # placed here, not left to jit: the carry comes back sharded, and an input that is sharded on one call
-        # and on the default device on the next would trace the step twice
-        carry = _place(carry, jax.tree_util.tree_map(lambda _: batch_sharding(mesh), carry))
         return sharded_step(params, opt_state, carry, batch, key)
 
     return step
