@@ -200,11 +200,15 @@ def test_bad_rates_are_named():
 
 # --- Keras 3 ----------------------------------------------------------------------------------------------
 
-keras = pytest.importorskip("keras")
+
+@pytest.fixture(scope="module")
+def keras():
+    """Keras 3, or the Keras tests skipped (only those: the rest of the module runs without it)."""
+    return pytest.importorskip("keras")
 
 
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
-def test_keras_rates_convert_and_inference_matches(kind):
+def test_keras_rates_convert_and_inference_matches(keras, kind):
     theirs = getattr(keras.layers, kind)(H, dropout=0.3, recurrent_dropout=0.2, return_sequences=True)
     theirs.build((None, None, F))
     rng = np.random.default_rng(0)

@@ -224,10 +224,14 @@ def test_bad_masks_are_named():
 
 # --- Keras 3 parity ---------------------------------------------------------------------------------------
 
-keras = pytest.importorskip("keras")
+
+@pytest.fixture(scope="module")
+def keras():
+    """Keras 3, or the Keras tests skipped (only those: the rest of the module runs without it)."""
+    return pytest.importorskip("keras")
 
 
-def keras_layer(kind, go_backwards=False, return_sequences=True):
+def keras_layer(keras, kind, go_backwards=False, return_sequences=True):
     layer = getattr(keras.layers, kind)(5, return_sequences=return_sequences, go_backwards=go_backwards)
     layer.build((None, None, INPUT_SIZE))
     for weight in layer.weights:  # random biases too: zero biases are too easy
@@ -242,22 +246,22 @@ def batch_with_masks():
 
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_keras_rnn_with_holes(kind, go_backwards):
+def test_keras_rnn_with_holes(keras, kind, go_backwards):
     xs, batch_masks = batch_with_masks()
-    theirs = keras_layer(kind, go_backwards)
+    theirs = keras_layer(keras, kind, go_backwards)
     layer, params = rj.interop.from_keras(theirs)
     ours = jax.vmap(lambda x, m: layer.apply(params, x, mask=m))(xs, batch_masks)
     expected = np.asarray(theirs(xs, mask=batch_masks))
     np.testing.assert_allclose(ours[:, ::-1] if go_backwards else ours, expected, rtol=1e-5, atol=1e-6)
     # return_sequences=False: Keras' output is the last valid step's, rnnjax's ys[-1] (ys[0] going backwards)
-    last = keras_layer(kind, go_backwards, return_sequences=False)
+    last = keras_layer(keras, kind, go_backwards, return_sequences=False)
     last.set_weights(theirs.get_weights())
     final = ours[:, 0] if go_backwards else ours[:, -1]
     np.testing.assert_allclose(final, np.asarray(last(xs, mask=batch_masks)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_keras_bidirectional_with_holes(return_sequences):
+def test_keras_bidirectional_with_holes(keras, return_sequences):
     xs, batch_masks = batch_with_masks()
     theirs = keras.layers.Bidirectional(keras.layers.LSTM(5, return_sequences=return_sequences))
     theirs.build((None, None, INPUT_SIZE))
@@ -270,12 +274,12 @@ def test_keras_bidirectional_with_holes(return_sequences):
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_keras_masking_layer_converts():
+def test_keras_masking_layer_converts(keras):
     xs, _ = batch_with_masks()
     xs[0, ~HOLES] = 0.0
     xs[1, ~LEFT_PADDED] = 0.0
-    theirs = keras.Sequential([keras.Input((None, INPUT_SIZE)), keras.layers.Masking(0.0), keras_layer("GRU")])
-    theirs.layers[1].set_weights(keras_layer("GRU").get_weights())
+    theirs = keras.Sequential([keras.Input((None, INPUT_SIZE)), keras.layers.Masking(0.0), keras_layer(keras, "GRU")])
+    theirs.layers[1].set_weights(keras_layer(keras, "GRU").get_weights())
     layer, params = rj.interop.from_keras(theirs)
     assert isinstance(layer, rj.layers.Masking)
     ours = jax.vmap(lambda x: layer.apply(params, x))(xs)

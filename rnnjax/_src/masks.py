@@ -53,7 +53,6 @@ def last_valid_index(valid: Array | None, num_steps: int, reverse: bool = False)
     """
     if valid is None:
         return jnp.asarray(0 if reverse else num_steps - 1)
-    steps = jnp.arange(num_steps)
     if reverse:
-        return jnp.min(jnp.where(valid, steps, num_steps)) % max(num_steps, 1)
-    return jnp.maximum(jnp.max(jnp.where(valid, steps, -1)), 0)
+        return jnp.argmax(valid)  # the first True (0 if none)
+    return jnp.where(jnp.any(valid), num_steps - 1 - jnp.argmax(valid[::-1]), 0)
