@@ -1,5 +1,5 @@
 """What the models share: the encoder checks and walk (final carries and outputs of each direction),
-inputs (token ids or features), and the dtype options of the models that take them."""
+and inputs (token ids or features); the dtype options are rnnjax._src.dtypes."""
 
 from typing import NamedTuple
 
@@ -8,7 +8,6 @@ import numpy as np
 
 from rnnjax._src import checks, masks
 from rnnjax._src.dropout import dropout
-from rnnjax._src.dtypes import Dtypes, with_dtypes  # noqa: F401  (the models' base classes)
 from rnnjax.heads import Embedding
 from rnnjax.layers import RNN, Bidirectional, Stack, as_layer
 from rnnjax.typing import Array, Carry, Params, PRNGKey

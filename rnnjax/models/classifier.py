@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from rnnjax import heads
 from rnnjax._src import checks, masks
+from rnnjax._src.dtypes import Dtypes
 from rnnjax.cells import DenseParams
 from rnnjax.heads import EmbeddingParams
 from rnnjax.layers import Bidirectional
@@ -25,7 +26,7 @@ _POOLINGS = ("last", "mean", "max")
 
 
 @dataclasses.dataclass(frozen=True)
-class SequenceClassifier(base.Dtypes):
+class SequenceClassifier(Dtypes):
     r"""Many-to-one: an encoder over the sequence, a pooling over time, a dense head.
 
     .. math::

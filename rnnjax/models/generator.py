@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from rnnjax import heads
 from rnnjax._src import carries, checks, masks
+from rnnjax._src.dtypes import Dtypes
 from rnnjax.cells import DenseParams
 from rnnjax.heads import Embedding, EmbeddingParams
 from rnnjax.layers import as_cell
@@ -32,7 +33,7 @@ _CONDITIONS = ("init", "input", "both")
 
 
 @dataclasses.dataclass(frozen=True)
-class ConditionedGenerator(base.Dtypes):
+class ConditionedGenerator(Dtypes):
     r"""One-to-many: a sequence generated from a feature vector (the image-captioning pattern).
 
     With ``condition="init"`` the features set the initial carry through a dense layer,

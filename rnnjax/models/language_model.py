@@ -11,10 +11,10 @@ import numpy as np
 from rnnjax import heads
 from rnnjax._src import checks, masks
 from rnnjax._src.dropout import dropout
+from rnnjax._src.dtypes import Dtypes
 from rnnjax.cells import DenseParams
 from rnnjax.heads import Embedding, EmbeddingParams
 from rnnjax.layers import as_cell
-from rnnjax.models import base
 from rnnjax.recurrence import unroll
 from rnnjax.typing import Array, Carry, Params, PRNGKey
 
@@ -27,7 +27,7 @@ class LanguageModelParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModel(base.Dtypes):
+class LanguageModel(Dtypes):
     r"""Many-to-many language model: predict token ``t+1`` from tokens ``0..t``.
 
     .. math::

@@ -10,6 +10,7 @@ from jax import lax
 
 from rnnjax import heads
 from rnnjax._src import carries, checks, masks
+from rnnjax._src.dtypes import Dtypes
 from rnnjax.attention import AttentionCarry, AttentionDecoder, AttentionDecoderParams
 from rnnjax.heads import EmbeddingParams
 from rnnjax.layers import as_cell
@@ -28,7 +29,7 @@ Seq2SeqCarry = AttentionCarry  # the decoder's carry: its cell's, the last conte
 
 
 @dataclasses.dataclass(frozen=True)
-class Seq2Seq(base.Dtypes):
+class Seq2Seq(Dtypes):
     r"""Encoder-decoder: read ``src``, then generate the target one token at a time.
 
     The encoder runs over the embedded source; its final carry (of each direction)

@@ -7,6 +7,7 @@ import jax
 
 from rnnjax import heads
 from rnnjax._src import checks, masks
+from rnnjax._src.dtypes import Dtypes
 from rnnjax.cells import DenseParams
 from rnnjax.heads import EmbeddingParams
 from rnnjax.models import base
@@ -20,7 +21,7 @@ class TaggerParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class SequenceTagger(base.Dtypes):
+class SequenceTagger(Dtypes):
     r"""Many-to-many, one label per step: an encoder and a dense head at every step.
 
     .. math:: \mathrm{logits}_{1..t} = \mathrm{encoder}(x_{1..t})\, W + b
