@@ -38,8 +38,10 @@ def _ctc_greedy(log_probs, length, blank, pad_id):
     keep = (best != blank) & (best != previous)
     if length is not None:
         keep = keep & masks.valid_mask(length, num_steps)
-    position = jnp.where(keep, jnp.cumsum(keep) - 1, num_steps)  # dropped steps go out of range
-    labels = jnp.full((num_steps,), pad_id, jnp.int32).at[position].set(best, mode="drop")
+    # dropped steps write to a sentinel slot past the end, sliced off: an out-of-range index with mode="drop"
+    # is not dropped on every backend under vmap (on a GPU it landed in another row)
+    position = jnp.where(keep, jnp.cumsum(keep) - 1, num_steps)
+    labels = jnp.full((num_steps + 1,), pad_id, jnp.int32).at[position].set(best)[:num_steps]
     return labels, jnp.sum(keep, dtype=jnp.int32)
 
 
@@ -124,7 +126,9 @@ def _ctc_beam_step(state: CTCBeamState, frame, blank):
     parent = jnp.argmax(is_child, axis=1)
     merged = jnp.where(has_parent, grow[parent, last], neg_inf)
     stay_label = jnp.logaddexp(stay_label, merged)
-    grow = grow.at[jnp.where(has_parent, parent, k), last].set(neg_inf, mode="drop")  # now counted in beam i
+    # now counted in beam i; beams without a parent write to a sentinel row k, sliced off (see _ctc_greedy)
+    grow = jnp.concatenate([grow, jnp.zeros((1, vocab), grow.dtype)])
+    grow = grow.at[jnp.where(has_parent, parent, k), last].set(neg_inf)[:k]
 
     # the best k of: k prefixes that stay and k * v grown ones
     cand_blank = jnp.concatenate([stay_blank, jnp.full((k * vocab,), neg_inf)])
