@@ -4,6 +4,8 @@
     python benchmarks/gpu.py --tests          # the repository's test suite on the GPU first, then the benchmark
     python benchmarks/gpu.py --tests-only     # the test suite only (added to gpu.json of the same commit)
     python benchmarks/gpu.py --tiny --device cpu --quick   # a smoke run on the CPU (a minute or two)
+    python benchmarks/gpu.py --sections custom_vjp unroll  # only these sections (the rows a short run left out)
+    python benchmarks/gpu.py --merge a.json b.json         # runs of one commit on one machine, into one gpu.json
 
 A run on the CPU or with --tiny writes benchmarks/results/gpu_smoke.json instead (not shown in the docs).
 
@@ -33,7 +35,10 @@ hidden 256; G = batch 256, T 256, input 512, hidden 1024. Rows, LSTM and GRU at 
 The rows run in worker processes, JAX in one and torch in another (never both in one process);
 a row that does not finish within --row-timeout seconds is killed (its worker is restarted for
 the rows after it), and rows still waiting when the --budget is spent are recorded as skipped, so
-the most important rows come first (peers, bf16, parallel scan, decoding, the unroll sweep). A
+the most important rows come first (peers, bf16, parallel scan, decoding, the custom VJP, the unroll
+sweep); --sections runs only some sections, so that a second short run can measure what the first left
+out, and --merge puts such runs together (a row measured in several runs keeps the first run's
+timings and lists the others' under "repeats"). A
 peer that is not installed or fails becomes a row with its status and message. The JSON holds the
 machine (device, jax/jaxlib/torch/cuDNN versions, git commit) and every row; the last thing printed
 is the ratio table (torch/rnnjax and flax/rnnjax: > 1 means rnnjax is faster). benchmarks/report.py
@@ -81,9 +86,10 @@ PARALLEL_SCAN_VARIANTS += ("lstm sequential",)  # = parallel_scan.VARIANTS (that
 # --- the jobs: one row each, in the order they run ------------------------------------------------------
 
 
-def plan(configs, cells, device: str, tiny: bool) -> tuple[list[dict], list[dict], list[dict]]:
+def plan(configs, cells, device: str, tiny: bool, sections=None) -> tuple[list[dict], list[dict], list[dict]]:
     """(torch jobs, JAX jobs, rows that are not run), the JAX jobs in order of importance: peers, bf16,
-    parallel scan, decoding, the unroll sweep, and last the unroll factors that compile long."""
+    parallel scan, decoding, the custom VJP, the unroll sweep, and last the unroll factors that compile
+    long; only those of ``sections`` (default: all)."""
     torch_jobs, jax_jobs, not_run, sweep, late = [], [], [], [], []
     pairs = [(config, cell) for config in configs for cell in cells]
     for section, dtype in (("peers", "float32"), ("bf16", "bfloat16")):
@@ -106,7 +112,11 @@ def plan(configs, cells, device: str, tiny: bool) -> tuple[list[dict], list[dict
         sweep += [job("unroll", "rnnjax", config, cell, unroll=k) for k in UNROLLS.get(config, (1, 8, 32))]
         late += [job("unroll", "rnnjax", config, cell, unroll=k) for k in LATE_UNROLLS.get(config, ())]
     custom = [{"section": "custom_vjp", "config": config} for config in configs]
-    return torch_jobs, jax_jobs + parallel_scan_and_decode_jobs(tiny) + custom + sweep + late, not_run
+    jax_jobs += parallel_scan_and_decode_jobs(tiny) + custom + sweep + late
+    if sections is not None:
+        chosen = ([one for one in jobs if one["section"] in sections] for jobs in (torch_jobs, jax_jobs, not_run))
+        torch_jobs, jax_jobs, not_run = chosen
+    return torch_jobs, jax_jobs, not_run
 
 
 def job(section: str, name: str, config: str, cell: str, peer: str | None = None, **options) -> dict:
@@ -344,11 +354,12 @@ class Runner:
 # --- the test suite ---------------------------------------------------------------------------------------
 
 
-def run_tests(env: dict, timeout: float, log: Path | None = None) -> dict:
+def run_tests(env: dict, timeout: float, log: Path | None = None, paths=("tests/", "rnnjax/")) -> dict:
     """The repository's test suite under xdist (a worker per core, two cores left); counts and the ids of what
-    failed. At ``timeout`` pytest is interrupted (SIGINT), so it still prints what failed in the tests it ran."""
+    failed. At ``timeout`` pytest is interrupted (SIGINT), so it still prints what failed in the tests it ran.
+    ``-rA`` puts every test's outcome in the log, so a later run can take the tests that this one did not reach."""
     workers = str(max(1, min(14, (os.cpu_count() or 1) - 2)))
-    command = [sys.executable, "-m", "pytest", "-n", workers, "-p", "no:benchmark", "-q", "-rfE", "tests/", "rnnjax/"]
+    command = [sys.executable, "-m", "pytest", "-n", workers, "-p", "no:benchmark", "-q", "-rA", *paths]
     env = {**env, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # pytest's workers share the GPU
     print(f"running the test suite: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     started = time.monotonic()
@@ -537,7 +548,7 @@ def not_measured(rows) -> list[str]:
     where = {}
     for r in rows:
         if r["status"] != "ok":
-            label = r.get("name") or r.get("variant") or r.get("decoder")
+            label = r.get("name") or r.get("variant") or r.get("decoder") or "rows"
             place = " ".join(str(r[k]) for k in ("config", "cell", "steps") if k in r)
             place += f" unroll {r['options']['unroll']}" if r["section"] == "unroll" else ""
             where.setdefault((r["section"], label, r["status"], r.get("error", "")), []).append(place)
@@ -601,11 +612,20 @@ def main(argv=None):
     parser.add_argument("--tests-only", action="store_true", help="run the test suite only")
     parser.add_argument("--tests-timeout", type=float, default=1200, help="seconds, then pytest is interrupted")
     parser.add_argument("--tests-log", type=Path, help="write pytest's whole output here")
+    parser.add_argument(
+        "--tests-paths", nargs="+", default=["tests/", "rnnjax/"], help="what pytest runs (default: tests/ rnnjax/)"
+    )
+    parser.add_argument("--sections", nargs="+", choices=list(TABLES), help="run only these sections (default: all)")
+    parser.add_argument("--merge", nargs="+", type=Path, help="merge these results of one commit into --out, and stop")
     parser.add_argument("--out", type=Path, help="default results/gpu.json (results/gpu_smoke.json: --tiny or CPU)")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args.worker)
+    if args.merge:
+        return write(
+            merge([json.loads(path.read_text()) for path in args.merge]), args.out or HERE / "results" / "gpu.json"
+        )
 
     started = time.monotonic()
     env = dict(os.environ)
@@ -626,19 +646,19 @@ def main(argv=None):
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}
         | machine,
         "configs": {name: peers.CONFIGS[name] for name in args.configs},
-        "settings": {k: getattr(args, k) for k in ("cells", "repeats", "budget", "row_timeout")},
+        "settings": {k: getattr(args, k) for k in ("cells", "sections", "repeats", "budget", "row_timeout")},
         **{name: SIZES[name][args.tiny] for name in SIZES},
         "rows": [],
     }
     if args.tests or args.tests_only:
-        report["tests"] = run_tests(env, args.tests_timeout, args.tests_log)
+        report["tests"] = run_tests(env, args.tests_timeout, args.tests_log, args.tests_paths)
         print(tests_line(report["tests"]), file=sys.stderr, flush=True)
     if args.tests_only:
         return write(report, args.out, merge_tests=True)
 
     started = time.monotonic()  # the budget is the benchmark's, after the test suite
     runner = Runner(args, env, started)
-    torch_jobs, jax_jobs, not_run = plan(args.configs, args.cells, args.device, args.tiny)
+    torch_jobs, jax_jobs, not_run = plan(args.configs, args.cells, args.device, args.tiny, args.sections)
     rows = runner.run("torch", torch_jobs)
     rows += runner.run("jax", jax_jobs)
     report["machine"].update(runner.machine)
@@ -659,6 +679,43 @@ def main(argv=None):
         f"cuDNN {machine.get('cudnn')}; {report['elapsed_s']:.0f} s. Ratios > 1: rnnjax faster."
     )
     print(text_table(*ratio_table(report["rows"])), flush=True)
+
+
+ROW_KEYS = ("section", "name", "config", "cell", "options", "variant", "steps", "decoder")
+
+
+def merge(reports: list[dict]) -> dict:
+    """Runs of one commit on one machine as one report: the rows of all, in order. A row measured ("ok") in
+    several runs keeps the first run's timings and lists the later ones under "repeats"; one measured in no
+    run keeps its first status. The configs are the union; "tests" come from the first run that has them;
+    "runs" records each run's source, date and seconds."""
+    first = reports[0]
+    for other in reports[1:]:
+        for key in ("commit", "dirty"):
+            if other["git"].get(key) != first["git"].get(key):
+                raise SystemExit(f"--merge: runs of different commits ({first['git']} and {other['git']})")
+        if other["machine"].get("device_kind") != first["machine"].get("device_kind"):
+            raise SystemExit("--merge: runs on different devices")
+    rows: dict[str, dict] = {}
+    for report in reports:
+        for row in report["rows"]:
+            key = json.dumps([row.get(k) for k in ROW_KEYS])
+            kept = rows.setdefault(key, row)
+            if kept is row:
+                continue
+            if kept["status"] != "ok":
+                rows[key] = row
+            elif row["status"] == "ok":
+                timings = {k: v for k, v in row.items() if k not in ROW_KEYS and k not in ("peer", "status")}
+                kept.setdefault("repeats", []).append(timings)
+    runs = [{k: r.get(k) for k in ("source", "date", "elapsed_s")} for r in reports]
+    tests = next((r["tests"] for r in reports if "tests" in r), None)
+    merged = {**first, "rows": list(rows.values()), "runs": runs}
+    merged["configs"] = {name: c for r in reports for name, c in r["configs"].items()}
+    merged["machine"] = {k: v for r in reports for k, v in r["machine"].items()}
+    merged["source"] = "; ".join(f"`{r['source']}`" for r in reports)
+    merged.pop("elapsed_s", None)
+    return merged | ({"tests": tests} if tests else {})
 
 
 def write(report: dict, out: Path, merge_tests: bool = False) -> None:

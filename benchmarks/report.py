@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).parent
 JAX_PEERS = ("flax", "flax_opt", "haiku", "equinox", "keras")
-# measured by hand before gpu.py existed; a results/gpu.json written by gpu.py replaces it
+# measured by hand before gpu.py existed; a results/gpu.json written by gpu.py replaces it, except in the
+# sections that run did not reach
 GPU_HAND_MEASURED = "gpu_2026-11-29_h200"
 
 
@@ -246,7 +247,33 @@ def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in body)]
 
 
-def gpu_section(report: dict) -> list[str]:
+def repeat_spread(rows: list[dict]) -> str:
+    """How far the rows measured in two runs (gpu.py --merge keeps the others under "repeats") differ."""
+    spreads = sorted(
+        abs(again[mode]["ms"] / row[mode]["ms"] - 1)
+        for row in rows
+        for again in row.get("repeats", [])
+        for mode in ("fwd", "train")
+        if mode in row and mode in again
+    )
+    if not spreads:
+        return (
+            "Between two runs of the same row the times differed by about 5% (H200, 2026-11-29): read smaller "
+            "gaps as ties."
+        )
+    median = spreads[len(spreads) // 2]
+    return (
+        f"{len(spreads)} timings were measured in two runs: they differed by {median:.0%} (median) and at most "
+        f"{spreads[-1]:.0%}; read smaller gaps as ties (the first run's timings are shown)."
+    )
+
+
+def measured(report: dict, section: str) -> bool:
+    return any(row["section"] == section and row["status"] == "ok" for row in report["rows"])
+
+
+def gpu_section(report: dict, earlier: dict | None = None) -> list[str]:
+    """The GPU run; a section it did not reach is shown from ``earlier`` (an older run), said so with its date."""
     machine, commit = report["machine"], report["git"]["commit"]
     source = report["source"]
     software = [f"jax {machine['jax']}" + (f" (jaxlib {machine['jaxlib']})" if "jaxlib" in machine else "")]
@@ -274,8 +301,7 @@ def gpu_section(report: dict) -> list[str]:
         f"mean squared error. {configs}. JAX's default float32 matmul on the H200 is TF32 (a plain float32 GEMM ran "
         "at four times the GPU's FP32 rate), as on any NVIDIA GPU with TF32 (Ampere and newer), so torch with TF32 "
         "allowed (`torch.backends.cuda.matmul.allow_tf32`, `torch.backends.cudnn.allow_tf32`) is the like-for-like "
-        "row. Between two runs of the same row the times differed by about 5% (H200, 2026-11-29): read smaller "
-        "gaps as ties.",
+        f"row. {repeat_spread(report['rows'])}",
         "",
         "Columns: *torch* is nn.LSTM / nn.GRU on CUDA (cuDNN); *rnnjax* is "
         "`jax.vmap(lambda x: rj.unroll(cell, params, x)[1])` with the library's defaults; *flax* is linen's "
@@ -287,8 +313,18 @@ def gpu_section(report: dict) -> list[str]:
     ]
     notes = report.get("notes", {})
     for section, (title, table) in gpu.TABLES.items():
-        lines += [f"### {title}", "", *markdown_table(*table(report["rows"])), ""]
-        lines += [notes[section], ""] if section in notes else []
+        shown, note = report, notes.get(section)
+        if earlier is not None and not measured(report, section) and measured(earlier, section):
+            shown, note = earlier, earlier.get("notes", {}).get(section)
+            when = f"{earlier['date'][:10]}, commit `{earlier['git']['commit']}`"
+            lines += [f"### {title}", "", f"Not reached by the run above; from the earlier run ({when}):", ""]
+        else:
+            lines += [f"### {title}", ""]
+        if measured(shown, section):
+            lines += [*markdown_table(*table(shown["rows"])), ""]
+        else:
+            lines += ["Not measured yet (below: why).", ""]
+        lines += [note, ""] if note else []
         if section == "peers":
             lines += ["Ratios (> 1: rnnjax faster):", "", *markdown_table(*gpu.ratio_table(report["rows"])), ""]
     problems = gpu.not_measured(report["rows"])
@@ -344,11 +380,11 @@ def main(argv=None):
         else:
             lines += render(report)
     lines += ["## On one GPU", ""]
-    report = load(args.results, "gpu") or load(args.results, GPU_HAND_MEASURED)
-    if report is None:
+    report, by_hand = load(args.results, "gpu"), load(args.results, GPU_HAND_MEASURED)
+    if report is None and by_hand is None:
         lines += ["No GPU results yet: run `python benchmarks/gpu.py --tests` on a GPU (`make bench-gpu`).", ""]
     else:
-        lines += gpu_section(report)
+        lines += gpu_section(report, by_hand) if report is not None else gpu_section(by_hand)
     lines += [
         "## Decoding",
         "",

@@ -112,3 +112,52 @@ def test_report_shows_the_gpu_run_by_hand_until_gpu_py_writes_one(tmp_path):
     assert "**Run:** 2027-01-02 03:04 UTC" in gpu and "`python benchmarks/gpu.py --tests`" in gpu
     assert "| S | LSTM | 0.354 / 1.850 | 0.982 / 3.343 (unroll 1) | – |" in gpu
     assert "- peers flax (S lstm, S gru, M lstm, M gru, L lstm, L gru, G lstm, G gru): missing: not installed" in gpu
+
+    newer["rows"] = [r for r in newer["rows"] if r["section"] != "decode"]  # a run that did not reach decoding
+    (results / "gpu.json").write_text(json.dumps(newer))
+    gpu = page()
+    decoding = gpu.split("### Decoding", 1)[1].split("###", 1)[0]
+    assert "Not reached by the run above; from the earlier run (2026-11-29, commit `34fa6cc`)" in decoding
+    assert "| beam 1 | 656,713 | 2.3 |" in decoding
+    assert "from the earlier run" not in gpu.split("### Decoding", 1)[0]  # sections the run measured: its own
+
+
+def test_gpu_merge_keeps_the_first_measurement_and_lists_repeats(tmp_path):
+    """gpu.py --merge: runs of one commit become one report; skipped rows are filled by a later run."""
+    base = {
+        "benchmark": "gpu",
+        "date": "2026-12-04 10:00 UTC",
+        "git": {"commit": "abc1234", "dirty": False},
+        "machine": {"device_kind": "NVIDIA H200"},
+        "configs": {"S": {"batch": 1}},
+    }
+    row = {"section": "peers", "name": "rnnjax", "config": "S", "cell": "lstm", "peer": "rnnjax", "options": {}}
+    first = {**base, "source": "python benchmarks/gpu.py", "elapsed_s": 10.0}
+    first["rows"] = [
+        {**row, "status": "ok", "fwd": {"ms": 1.0}, "train": {"ms": 2.0}},
+        {**row, "cell": "gru", "status": "skipped", "error": "the time budget (10 s) was spent"},
+    ]
+    second = {**base, "source": "python benchmarks/gpu.py --configs G", "configs": {"G": {"batch": 2}}}
+    second["rows"] = [
+        {**row, "status": "ok", "fwd": {"ms": 1.1}, "train": {"ms": 2.2}},
+        {**row, "cell": "gru", "status": "ok", "fwd": {"ms": 3.0}, "train": {"ms": 4.0}},
+    ]
+    tests = {**base, "source": "python benchmarks/gpu.py --tests-only", "rows": [], "tests": {"passed": 5}}
+    paths = []
+    for i, report in enumerate((first, second, tests)):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps(report))
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, str(BENCHMARKS / "gpu.py"), "--merge", *map(str, paths), "--out", str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    merged = json.loads(out.read_text())
+    lstm, gru = merged["rows"]
+    assert lstm["fwd"]["ms"] == 1.0 and lstm["repeats"] == [{"fwd": {"ms": 1.1}, "train": {"ms": 2.2}}]
+    assert gru["status"] == "ok" and gru["fwd"]["ms"] == 3.0 and "repeats" not in gru
+    assert merged["tests"] == {"passed": 5} and set(merged["configs"]) == {"S", "G"}
+    assert [r["source"] for r in merged["runs"]] == [first["source"], second["source"], tests["source"]]
+
+    paths[1].write_text(json.dumps({**second, "git": {"commit": "def5678", "dirty": False}}))
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "different commits" in run.stderr
