@@ -20,6 +20,10 @@ steps and small differences grow). Rows (errors of the outputs at every step aga
     bfloat16, bf16 cell state     the same, but the cell state rounded to bfloat16 every step
     bfloat16 everywhere           gates and cell state in bfloat16 too
 
+Then the params' gradient of a mean squared error over every output, against float64's
+(``|error| / |gradient|``), for float32 at full and the backend's default precision and for
+``dtype=bfloat16`` (whose backward matmuls run in bfloat16, accumulating in float32).
+
     python benchmarks/precision.py                   # T = 100 and 2,000, batch 8, hidden 128
     python benchmarks/precision.py --steps 10 --batch 2 --out /tmp/p.json   # smoke test
 """
@@ -28,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import platform
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -123,6 +128,48 @@ def measure(num_steps: int, batch: int, input_size: int, hidden: int, forget_bia
     ]
 
 
+def gradient_error(got, want) -> float:
+    """``|got - want| / |want|`` over all the params' gradients together (Euclidean norms)."""
+    got, want = (
+        np.concatenate([np.ravel(np.asarray(g, np.float64)) for g in jax.tree_util.tree_leaves(t)]) for t in (got, want)
+    )
+    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+
+def measure_gradients(num_steps, batch, input_size, hidden, forget_bias, seed=0) -> list[dict]:
+    """The params' gradient of a mean squared error over every step's output, against float64's."""
+    cell32 = rj.LSTMCell(hidden, precision="highest", forget_bias=forget_bias)
+    params = cell32.init(jax.random.key(seed), input_size)
+    keys = jax.random.split(jax.random.key(seed + 1))
+    xs = jax.random.normal(keys[0], (batch, num_steps, input_size))
+    target = 0.5 * jax.random.normal(keys[1], (batch, num_steps, hidden))
+
+    def grad(cell, params, xs, target):
+        def loss(p):
+            ys = jax.vmap(lambda x: rj.unroll(cell, p, x)[1])(xs)
+            return jnp.mean((ys.astype(target.dtype) - target) ** 2)
+
+        return jax.jit(jax.grad(loss))(params)
+
+    with jax.enable_x64(True):
+        as64 = partial(jax.tree_util.tree_map, lambda a: a.astype(jnp.float64))
+        want = jax.device_get(grad(cell32, as64(params), *as64((xs, target))))
+    variants = {
+        "float32, full": cell32,
+        f"float32, backend default ({jax.default_backend()})": dataclasses.replace(cell32, precision="default"),
+        "bfloat16, rnnjax (float32 params)": dataclasses.replace(cell32, dtype=jnp.bfloat16),
+    }
+    return [
+        {
+            "steps": num_steps,
+            "forget_bias": forget_bias,
+            "variant": name,
+            "relative_error": gradient_error(grad(cell, params, xs, target), want),
+        }
+        for name, cell in variants.items()
+    ]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", nargs="+", type=int, default=[100, 2000])
@@ -142,6 +189,12 @@ def main(argv=None):
         for t in args.steps
         for row in measure(t, args.batch, args.input_size, args.hidden_size, forget_bias, args.seed)
     ]
+    gradients = [
+        row
+        for forget_bias in args.forget_bias
+        for t in args.steps
+        for row in measure_gradients(t, args.batch, args.input_size, args.hidden_size, forget_bias, args.seed)
+    ]
     report = {
         "benchmark": "precision",
         "config": {"batch": args.batch, "input_size": args.input_size, "hidden_size": args.hidden_size},
@@ -149,6 +202,7 @@ def main(argv=None):
         "device": jax.devices()[0].device_kind,
         "machine": {"platform": platform.platform(), "jax": jax.__version__},
         "rows": rows,
+        "gradients": gradients,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
@@ -157,6 +211,9 @@ def main(argv=None):
     print(f"{'forget bias':>11}{'T':>6}  {'variant':<62}{'max |err|':>11}{'mean |err|':>12}")
     for r in rows:
         print(f"{r['forget_bias']:>11}{r['steps']:>6}  {r['variant']:<62}{r['max_abs']:>11.2e}{r['mean_abs']:>12.2e}")
+    print("\nthe params' gradient (mean squared error over every output) vs float64: |error| / |gradient|")
+    for r in gradients:
+        print(f"{r['forget_bias']:>11}{r['steps']:>6}  {r['variant']:<62}{r['relative_error']:>11.2e}")
 
 
 if __name__ == "__main__":

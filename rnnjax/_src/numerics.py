@@ -1,11 +1,13 @@
 """Numerics shared by the cells and heads: activations, dtype promotion, precision, initialisation, matmuls."""
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from rnnjax.typing import Array, PRNGKey, Shape
 
@@ -72,10 +74,42 @@ def accumulation_dtype(dtype) -> jnp.dtype:
 
 
 def matmul(x: Array, w: Array, dtype, precision=None) -> Array:
-    """``x @ w`` on operands cast to ``dtype``, returned in ``accumulation_dtype(dtype)``."""
+    """``x @ w`` on operands cast to ``dtype``, returned in ``accumulation_dtype(dtype)``.
+
+    With ``dtype=bfloat16`` the matmuls of the backward pass run in bfloat16 too (accumulating in
+    float32): autodiff of a float32-returning matmul would hand them float32 cotangents and so upcast
+    both operands. float16 keeps its backward in float32, where small gradients cannot underflow.
+    """
+    if jnp.dtype(dtype) == jnp.bfloat16:
+        return _bfloat16_matmul(x, w, precision)
     return jnp.matmul(
         x.astype(dtype), w.astype(dtype), precision=precision, preferred_element_type=accumulation_dtype(dtype)
     )
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _bfloat16_matmul(x: Array, w: Array, precision) -> Array:
+    bf16 = jnp.bfloat16
+    return jnp.matmul(x.astype(bf16), w.astype(bf16), precision=precision, preferred_element_type=jnp.float32)
+
+
+@functools.partial(_bfloat16_matmul.defjvp, symbolic_zeros=True)
+def _bfloat16_matmul_jvp(precision, primals, tangents):
+    # The tangent (d x) w + x (d w) is computed in bfloat16, so its transpose, the backward pass, takes
+    # bfloat16 cotangents: d x = g w^T and d w = x^T g are bfloat16 matmuls accumulating in float32.
+    x, w = primals
+    dx, dw = tangents
+    bf16 = jnp.bfloat16
+
+    def product(a, b):
+        return jnp.matmul(a.astype(bf16), b.astype(bf16), precision=precision, preferred_element_type=bf16)
+
+    y = _bfloat16_matmul(x, w, precision)
+    parts = [product(d, w) for d in [dx] if not isinstance(d, SymbolicZero)]
+    parts += [product(x, d) for d in [dw] if not isinstance(d, SymbolicZero)]
+    if not parts:
+        return y, jnp.zeros_like(y)
+    return y, sum(parts[1:], parts[0]).astype(y.dtype)
 
 
 def affine(x: Array, w: Array, b: Array | None, dtype, precision=None, out_dtype=None) -> Array:
