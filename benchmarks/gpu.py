@@ -357,9 +357,11 @@ class Runner:
 def run_tests(env: dict, timeout: float, log: Path | None = None, paths=("tests/", "rnnjax/")) -> dict:
     """The repository's test suite under xdist (a worker per core, two cores left); counts and the ids of what
     failed. At ``timeout`` pytest is interrupted (SIGINT), so it still prints what failed in the tests it ran.
-    ``-rA`` puts every test's outcome in the log, so a later run can take the tests that this one did not reach."""
+    ``-rA`` puts every test's outcome in the log, so a later run can take the tests that this one did not reach;
+    ``--durations=25`` shows where the suite's time goes on the device."""
     workers = str(max(1, min(14, (os.cpu_count() or 1) - 2)))
-    command = [sys.executable, "-m", "pytest", "-n", workers, "-p", "no:benchmark", "-q", "-rA", *paths]
+    command = [sys.executable, "-m", "pytest", "-n", workers, "-p", "no:benchmark", "-q", "-rA", "--durations=25"]
+    command += list(paths)
     env = {**env, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # pytest's workers share the GPU
     print(f"running the test suite: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     started = time.monotonic()
