@@ -21,6 +21,21 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+    parser.addoption(
+        "--accelerator-defaults",
+        action="store_true",
+        default=False,
+        help="unroll with the GPU's defaults on every backend (hoisted path, unroll 32): the accelerator "
+        "path for the whole suite on the CPU",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--accelerator-defaults"):
+        from rnnjax import recurrence
+
+        recurrence.HOIST[jax.default_backend()] = recurrence.HOIST["gpu"]
+        recurrence.UNROLL_FACTORS[jax.default_backend()] = recurrence.UNROLL_FACTORS["gpu"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -28,6 +28,9 @@ from rnnjax.typing import Array, Carry, Cell, LinearRecurrenceCell, NoisyCell, P
 # S, M and L, forward and training step) and 1.3-2.4x faster than 1; on the CPU every
 # factor above 1 was slower. TPUs are not measured yet and take the GPU's factor.
 UNROLL_FACTORS = {"cpu": 1, "gpu": 32, "tpu": 32}
+# Whether unroll projects the whole sequence before the scan, per backend (the module docstring says why);
+# another backend is hoisted, like the accelerators.
+HOIST = {"cpu": False, "gpu": True, "tpu": True}
 
 
 def default_hoist(backend: str | None = None) -> bool:
@@ -39,7 +42,7 @@ def default_hoist(backend: str | None = None) -> bool:
         >>> default_hoist("cpu"), default_hoist("gpu")
         (False, True)
     """
-    return (backend or jax.default_backend()) != "cpu"
+    return HOIST.get(backend or jax.default_backend(), True)
 
 
 def default_unroll(num_steps: int, backend: str | None = None) -> int:

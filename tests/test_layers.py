@@ -126,7 +126,9 @@ def test_layers_take_and_return_carries():
     params = stack.init(jax.random.key(0), INPUT_SIZE)
     xs, key = xs_(6), jax.random.key(1)
     carries, ys = jax.jit(stack.apply_with_carry)(params, xs, length=6, key=key)
-    np.testing.assert_array_equal(ys, stack.apply(params, xs, length=6, key=key))  # same dropout masks
+    # same dropout masks (other masks differ by O(0.1)); jitted against eager, the float32 sums may differ
+    # in the last bit (7e-9 measured on the hoisted path, unroll 32)
+    np.testing.assert_allclose(ys, stack.apply(params, xs, length=6, key=key), rtol=1e-6, atol=1e-7)
     (fwd, bwd), last = carries
     h1 = stack.layers[0].apply(params[0], xs, length=6)
     np.testing.assert_allclose(fwd.h, h1[5, :4], rtol=1e-6)  # forward ends at the last valid step

@@ -103,8 +103,10 @@ def test_unroll_factor_and_remat_give_the_same_result(cell, hoist):
         assert_trees_close(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_backend_defaults_choose_a_path_and_a_factor():
+def test_backend_defaults_choose_a_path_and_a_factor(request):
     """hoist=None and unroll=None take the backend's measured choice (here the CPU's) and give the same result."""
+    if request.config.getoption("--accelerator-defaults"):
+        pytest.skip("--accelerator-defaults replaces this backend's defaults with the GPU's")
     assert rj.recurrence.default_hoist() == (jax.default_backend() != "cpu")
     assert rj.recurrence.default_hoist("gpu") and rj.recurrence.default_hoist("tpu")
     assert rj.recurrence.default_unroll(1000, "cpu") == 1
@@ -228,5 +230,7 @@ def test_remat_memory_grows_sublinearly():
     plain = [_temp_bytes(cell, params, n, False) for n in (1000, 4000)]
     remat = [_temp_bytes(cell, params, n, True) for n in (1000, 4000)]
     assert remat[0] < 0.5 * plain[0], (remat, plain)
-    # 4x the steps: plain BPTT memory grows ~4x, checkpointed memory clearly less
-    assert plain[1] / plain[0] > 3.5 and remat[1] / remat[0] < 3.0, (remat, plain)
+    # 3,000 more steps: plain BPTT keeps every step's activations (3-6 KB a step here), the checkpointed
+    # scan the outputs and their cotangents (about 300-400 bytes a step) and sqrt(t) carries; measured
+    # 0.10 of plain's growth at the CPU's defaults, 0.07 at the GPU's (hoisted, unroll 32)
+    assert remat[1] - remat[0] < 0.25 * (plain[1] - plain[0]), (remat, plain)

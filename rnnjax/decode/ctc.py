@@ -38,8 +38,8 @@ def _ctc_greedy(log_probs, length, blank, pad_id):
     keep = (best != blank) & (best != previous)
     if length is not None:
         keep = keep & masks.valid_mask(length, num_steps)
-    # dropped steps write to a sentinel slot past the end, sliced off: an out-of-range index with mode="drop"
-    # is not dropped on every backend under vmap (on a GPU it landed in another row)
+    # dropped steps write to a sentinel slot past the end, sliced off: a scatter's out-of-range index with
+    # mode="drop" is not dropped everywhere (vmapped on a GPU, this function emitted a blank as a label)
     position = jnp.where(keep, jnp.cumsum(keep) - 1, num_steps)
     labels = jnp.full((num_steps + 1,), pad_id, jnp.int32).at[position].set(best)[:num_steps]
     return labels, jnp.sum(keep, dtype=jnp.int32)
