@@ -20,9 +20,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).parent
 JAX_PEERS = ("flax", "flax_opt", "haiku", "equinox", "keras")
-# measured by hand before gpu.py existed; a results/gpu.json written by gpu.py replaces it, except in the
-# sections that run did not reach
-GPU_HAND_MEASURED = "gpu_2026-11-29_h200"
+# GPU runs: results/gpu.json (what gpu.py writes) and earlier runs kept as results/gpu_<date>_<device>.json
+# (gpu_2026-11-29_h200.json was measured by hand, before gpu.py existed)
+GPU_ARCHIVE = "gpu_2*.json"
+
+
+def gpu_runs(results: Path) -> list[dict]:
+    """The GPU runs, newest first: gpu.json, then the archived ones by date."""
+    archived = [json.loads(path.read_text()) for path in results.glob(GPU_ARCHIVE)]
+    newest = load(results, "gpu")
+    return ([newest] if newest else []) + sorted(archived, key=lambda run: run["date"], reverse=True)
 
 
 def load(results: Path, name: str) -> dict | None:
@@ -272,8 +279,9 @@ def measured(report: dict, section: str) -> bool:
     return any(row["section"] == section and row["status"] == "ok" for row in report["rows"])
 
 
-def gpu_section(report: dict, earlier: dict | None = None) -> list[str]:
-    """The GPU run; a section it did not reach is shown from ``earlier`` (an older run), said so with its date."""
+def gpu_section(report: dict, earlier: list[dict] = ()) -> list[str]:
+    """The GPU run; a section it did not reach is shown from the newest of the ``earlier`` runs that measured
+    it, said so with that run's date."""
     machine, commit = report["machine"], report["git"]["commit"]
     source = report["source"]
     software = [f"jax {machine['jax']}" + (f" (jaxlib {machine['jaxlib']})" if "jaxlib" in machine else "")]
@@ -308,15 +316,17 @@ def gpu_section(report: dict, earlier: dict | None = None) -> list[str]:
         "`nn.RNN` over its LSTM / GRU cell; *equinox* runs its cells under `lax.scan`, vmapped; "
         "*jax.experimental.rnn* is cuDNN's LSTM called from JAX. `python benchmarks/gpu.py` (`make bench-gpu`) "
         "measures all of this on one GPU in about 6 minutes and writes `benchmarks/results/gpu.json`, which this "
-        "section then shows.",
+        "section then shows; earlier runs are kept as `benchmarks/results/gpu_<date>_<device>.json`, and a "
+        "section the newest run did not reach is shown from the newest earlier run that measured it.",
         "",
     ]
     notes = report.get("notes", {})
     for section, (title, table) in gpu.TABLES.items():
         shown, note = report, notes.get(section)
-        if earlier is not None and not measured(report, section) and measured(earlier, section):
-            shown, note = earlier, earlier.get("notes", {}).get(section)
-            when = f"{earlier['date'][:10]}, commit `{earlier['git']['commit']}`"
+        older = next((run for run in earlier if measured(run, section)), None)
+        if older is not None and not measured(report, section):
+            shown, note = older, older.get("notes", {}).get(section)
+            when = f"{older['date'][:10]}, commit `{older['git']['commit']}`"
             lines += [f"### {title}", "", f"Not reached by the run above; from the earlier run ({when}):", ""]
         else:
             lines += [f"### {title}", ""]
@@ -380,11 +390,11 @@ def main(argv=None):
         else:
             lines += render(report)
     lines += ["## On one GPU", ""]
-    report, by_hand = load(args.results, "gpu"), load(args.results, GPU_HAND_MEASURED)
-    if report is None and by_hand is None:
+    runs = gpu_runs(args.results)
+    if not runs:
         lines += ["No GPU results yet: run `python benchmarks/gpu.py --tests` on a GPU (`make bench-gpu`).", ""]
     else:
-        lines += gpu_section(report, by_hand) if report is not None else gpu_section(by_hand)
+        lines += gpu_section(runs[0], runs[1:])
     lines += [
         "## Decoding",
         "",

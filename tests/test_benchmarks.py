@@ -121,6 +121,13 @@ def test_report_shows_the_gpu_run_by_hand_until_gpu_py_writes_one(tmp_path):
     assert "| beam 1 | 656,713 | 2.3 |" in decoding
     assert "from the earlier run" not in gpu.split("### Decoding", 1)[0]  # sections the run measured: its own
 
+    # of several earlier runs, the newest that measured the section
+    middle = {**by_hand, "date": "2026-12-01 10:00 UTC", "git": {"commit": "0123abc", "dirty": False}}
+    middle["rows"] = [{**r, "tokens_per_s": 1234.0} if r["section"] == "decode" else r for r in by_hand["rows"]]
+    (results / "gpu_2026-12-01_h200.json").write_text(json.dumps(middle))
+    decoding = page().split("### Decoding", 1)[1].split("###", 1)[0]
+    assert "from the earlier run (2026-12-01, commit `0123abc`)" in decoding and "| 1,234 |" in decoding
+
 
 def test_gpu_merge_keeps_the_first_measurement_and_lists_repeats(tmp_path):
     """gpu.py --merge: runs of one commit become one report; skipped rows are filled by a later run."""
