@@ -336,7 +336,7 @@ def gpu_section(report: dict, earlier: list[dict] = ()) -> list[str]:
             lines += ["Not measured yet (below: why).", ""]
         lines += [note, ""] if note else []
         if section == "peers":
-            lines += ["Ratios (> 1: rnnjax faster):", "", *markdown_table(*gpu.ratio_table(report["rows"])), ""]
+            lines += ["Ratios (> 1: rnnjax faster):", "", *markdown_table(*gpu.ratio_table(shown["rows"])), ""]
     problems = gpu.not_measured(report["rows"])
     if problems:
         lines += ["Not measured:", "", *(f"- {line}" for line in problems), ""]
