@@ -284,3 +284,32 @@ def test_keras_masking_layer_converts(keras):
     assert isinstance(layer, rj.layers.Masking)
     ours = jax.vmap(lambda x: layer.apply(params, x))(xs)
     np.testing.assert_allclose(ours, np.asarray(theirs(xs)), rtol=1e-5, atol=1e-6)
+
+
+def test_masking_layer_to_keras_gives_keras_the_same_outputs(keras):
+    xs, _ = batch_with_masks()
+    xs[0, ~HOLES] = 0.0
+    xs[1, ~LEFT_PADDED] = 0.0
+    layer = rj.layers.Masking(
+        rj.Stack([rj.RNN(rj.LSTMCell(5), masked_output="last"), rj.Bidirectional(rj.GRUCell(4), rj.GRUCell(4))])
+    )
+    params = jax.tree_util.tree_map(lambda p: p + 0.1, layer.init(jax.random.key(0), INPUT_SIZE))
+    converted = rj.interop.to_keras(layer, params)
+    assert isinstance(converted[0], keras.layers.Masking) and len(converted) == 3
+    theirs = keras.Sequential([keras.Input((None, INPUT_SIZE)), *converted])
+    ours = jax.vmap(lambda x: layer.apply(params, x))(xs)
+    np.testing.assert_allclose(ours, np.asarray(theirs(xs)), rtol=1e-5, atol=1e-6)
+    back, back_params = rj.interop.from_keras(converted)  # and back
+    np.testing.assert_allclose(jax.vmap(lambda x: back.apply(back_params, x))(xs), ours, rtol=1e-6, atol=1e-7)
+    # filling existing Keras layers in place
+    filled = rj.interop.to_keras(layer, params, [keras.layers.Masking(0.0), *converted[1:]])
+    assert filled[1] is converted[1]
+
+
+def test_masking_layer_to_keras_refuses_outputs_keras_would_not_give(keras):
+    params = rj.GRUCell(4).init(jax.random.key(0), INPUT_SIZE)
+    with pytest.raises(ValueError, match='masked_output="last"'):
+        rj.interop.to_keras(rj.layers.Masking(rj.GRUCell(4)), params)  # an RNN gives zeros by default
+    with pytest.raises(ValueError, match="mask_value"):
+        layer = rj.layers.Masking(rj.RNN(rj.GRUCell(4), masked_output="last"))
+        rj.interop.to_keras(layer, params, [keras.layers.Masking(-1.0), keras.layers.GRU(4, return_sequences=True)])

@@ -179,6 +179,47 @@ def from_keras(layer, *, dtype: Any = jnp.float32) -> tuple[Any, Params]:
     return _from_keras_rnn(layer, dtype)
 
 
+def _masking_to_keras(layer: Masking, params: Params, keras_layers) -> list:
+    """``[keras.layers.Masking, *the wrapped layer's Keras layers]``; Keras' masked outputs must be rnnjax's."""
+    import keras
+
+    _check_keras_masked_outputs(layer.layer)
+    if keras_layers is None:
+        masking, inner = keras.layers.Masking(mask_value=layer.mask_value), None
+    else:
+        keras_layers = list(keras_layers)
+        if len(keras_layers) < 2 or not isinstance(keras_layers[0], keras.layers.Masking):
+            raise ValueError(
+                "keras_layer: expected a list of a Keras Masking layer and the recurrent layer(s) after it"
+            )
+        masking, rest = keras_layers[0], keras_layers[1:]
+        if float(masking.mask_value) != layer.mask_value:
+            raise ValueError(f"keras_layer: mask_value {masking.mask_value} != {layer.mask_value} (rnnjax's)")
+        inner = rest if isinstance(layer.layer, Stack) else rest[0]
+    converted = to_keras(layer.layer, params, inner)
+    return [masking, *(converted if isinstance(converted, list) else [converted])]
+
+
+def _check_keras_masked_outputs(layer) -> None:
+    """Under a Keras mask a plain RNN repeats its last valid output at masked steps and a Bidirectional
+    gives zeros (see :func:`from_keras`): the rnnjax layer must do the same, or the outputs would differ."""
+    if isinstance(layer, Stack):
+        for sub in layer.layers:
+            _check_keras_masked_outputs(sub)
+    elif isinstance(layer, Bidirectional):
+        for rnn in (layer.forward, layer.backward):
+            if rnn.masked_output != "zeros":
+                raise ValueError(
+                    "layer: Keras' Bidirectional gives zeros at masked steps; its rnnjax RNNs need "
+                    f'masked_output="zeros", got {rnn.masked_output!r}'
+                )
+    elif isinstance(layer, RNN) and layer.masked_output != "last":
+        raise ValueError(
+            "layer: under a Keras Masking layer Keras' RNN repeats the last valid output at masked steps; "
+            f'build the rnnjax RNN with masked_output="last" for the same outputs, got {layer.masked_output!r}'
+        )
+
+
 def _keras_weights(cell, params) -> list[np.ndarray]:
     w_i, w_h, b = np.asarray(params.w_i), np.asarray(params.w_h), np.asarray(params.b)
     if isinstance(cell, GRUCell):
@@ -257,17 +298,19 @@ def to_keras(layer, params: Params, keras_layer=None):
     dtype): ``RNN`` -> ``SimpleRNN``/``LSTM``/``GRU`` (``reverse`` -> ``go_backwards``),
     ``Bidirectional`` -> ``Bidirectional``, ``Stack`` -> a list of layers (put them in a
     ``keras.Sequential``; add ``keras.layers.Dropout`` between them for the stack's
-    dropout). Given a Keras layer (built or not) of the same configuration, its weights
+    dropout), ``rnnjax.layers.Masking`` -> ``[keras.layers.Masking, *the wrapped layer's]``
+    (its RNNs need ``masked_output="last"``, a Bidirectional's ``"zeros"``: what Keras outputs
+    at masked steps). Given a Keras layer (built or not) of the same configuration, its weights
     are set in place and it is returned. from_keras -> to_keras gives the same values.
 
     Args:
-      layer: an rnnjax ``RNN``, ``Bidirectional`` or ``Stack`` (a cell is ``RNN(cell)``) of
-        ``ElmanCell``, ``LSTMCell`` (no peephole) or ``GRUCell``.
+      layer: an rnnjax ``RNN``, ``Bidirectional``, ``Stack`` or ``Masking`` of them (a cell is
+        ``RNN(cell)``) of ``ElmanCell``, ``LSTMCell`` (no peephole) or ``GRUCell``.
       params: its params.
       keras_layer: an existing Keras layer to fill, or None.
 
     Returns:
-      The Keras layer (a list of them for a ``Stack``).
+      The Keras layer (a list of them for a ``Stack`` or ``Masking``).
 
     Example:
         >>> layer = rj.RNN(rj.GRUCell(16, reset_after=False))  # doctest: +SKIP
@@ -278,6 +321,8 @@ def to_keras(layer, params: Params, keras_layer=None):
     import keras
 
     layer = as_layer(layer)
+    if isinstance(layer, Masking):  # its params are the wrapped layer's, checked there
+        return _masking_to_keras(layer, params, keras_layer)
     common.check_params(layer, params)
     if isinstance(layer, Stack):
         if keras_layer is not None and len(keras_layer) != len(layer.layers):
