@@ -71,10 +71,14 @@ def test_matches_flax_linen(cell, flax_cell):
 
 # --- torch --------------------------------------------------------------------------------------
 
-torch = pytest.importorskip("torch", reason="torch not installed (pip install -e .[interop])")
+
+@pytest.fixture
+def torch():
+    """torch, or a skip of the test that asks for it (not of this module: the flax checks above run without)."""
+    return pytest.importorskip("torch", reason="torch not installed (pip install -e .[interop])")
 
 
-def torch_module(cell, params):
+def torch_module(torch, cell, params):
     """A float64 torch module holding the same weights (torch stores [gates*h, f])."""
     kind = {rj.ElmanCell: torch.nn.RNN, rj.LSTMCell: torch.nn.LSTM, rj.GRUCell: torch.nn.GRU}[type(cell)]
     kwargs = {"nonlinearity": cell.activation} if isinstance(cell, rj.ElmanCell) else {}
@@ -95,11 +99,11 @@ def torch_module(cell, params):
     [rj.ElmanCell(H), rj.ElmanCell(H, activation="relu"), rj.LSTMCell(H), rj.GRUCell(H)],
     ids=["rnn_tanh", "rnn_relu", "lstm", "gru"],
 )
-def test_matches_torch_float64(cell, x64):
+def test_matches_torch_float64(torch, cell, x64):
     params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), _params(cell))
     xs = _xs(jnp.float64)
     h0 = jax.random.normal(jax.random.key(3), (H,), jnp.float64) * 0.5
-    module = torch_module(cell, params)
+    module = torch_module(torch, cell, params)
     xs_t = torch.tensor(np.asarray(xs))
     if isinstance(cell, rj.LSTMCell):
         c0 = h0[::-1]
