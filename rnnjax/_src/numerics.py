@@ -76,9 +76,10 @@ def accumulation_dtype(dtype) -> jnp.dtype:
 def matmul(x: Array, w: Array, dtype, precision=None) -> Array:
     """``x @ w`` on operands cast to ``dtype``, returned in ``accumulation_dtype(dtype)``.
 
-    With ``dtype=bfloat16`` the matmuls of the backward pass run in bfloat16 too (accumulating in
-    float32): autodiff of a float32-returning matmul would hand them float32 cotangents and so upcast
-    both operands. float16 keeps its backward in float32, where small gradients cannot underflow.
+    With ``dtype=bfloat16`` the matmuls of the backward pass run in bfloat16 too (bfloat16 operands and
+    results, which XLA accumulates in float32 on GPUs and TPUs): autodiff of a float32-returning matmul
+    would hand them float32 cotangents and so upcast both operands. float16 keeps its backward in
+    float32, where small gradients cannot underflow (rnnjax does no loss scaling).
     """
     if jnp.dtype(dtype) == jnp.bfloat16:
         return _bfloat16_matmul(x, w, precision)
@@ -96,7 +97,7 @@ def _bfloat16_matmul(x: Array, w: Array, precision) -> Array:
 @functools.partial(_bfloat16_matmul.defjvp, symbolic_zeros=True)
 def _bfloat16_matmul_jvp(precision, primals, tangents):
     # The tangent (d x) w + x (d w) is computed in bfloat16, so its transpose, the backward pass, takes
-    # bfloat16 cotangents: d x = g w^T and d w = x^T g are bfloat16 matmuls accumulating in float32.
+    # bfloat16 cotangents: d x = g w^T and d w = x^T g are bfloat16 matmuls.
     x, w = primals
     dx, dw = tangents
     bf16 = jnp.bfloat16
