@@ -6,6 +6,7 @@ import functools
 import os
 
 import jax
+import numpy as np
 import pytest
 from hypothesis import settings
 
@@ -81,3 +82,17 @@ def randomize(params, key, scale=0.5):
     return treedef.unflatten(
         [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
     )
+
+
+def assert_torch_state_is(state, original, merged_biases=True):
+    """``interop.to_torch``'s state dict against the torch module's (``original``, numpy): torch's names in
+    torch's order, exact weights; with ``merged_biases`` (rnnjax keeps one bias where torch has two),
+    ``bias_ih`` holds torch's two biases summed and ``bias_hh`` zeros."""
+    assert list(state) == list(original)
+    for name, value in state.items():
+        if not merged_biases or name.startswith("weight"):
+            np.testing.assert_array_equal(value.numpy(), original[name])  # exact values
+        elif name.startswith("bias_ih"):
+            np.testing.assert_array_equal(value.numpy(), original[name] + original[name.replace("_ih", "_hh")])
+        else:
+            np.testing.assert_array_equal(value.numpy(), 0.0)  # bias_hh

@@ -13,6 +13,7 @@ import pytest
 from jax import test_util
 
 import rnnjax as rj
+from conftest import assert_torch_state_is
 from docs_helpers import ROOT
 from rnnjax import interop, layers
 
@@ -320,14 +321,7 @@ def test_torch_round_trips(torch):
     layer, params = interop.from_torch(module)
     assert params[1].forward.w_proj.shape == (H, P) and params[1].forward.w_i.shape == (2 * P, 4 * H)
     state = interop.to_torch(layer, params)
-    assert list(state) == list(original)  # torch's names (weight_hr_l* included), in torch's order
-    for name, value in state.items():
-        if name.startswith("weight"):
-            np.testing.assert_array_equal(value.numpy(), original[name])  # exact values
-        elif name.startswith("bias_ih"):
-            np.testing.assert_array_equal(value.numpy(), original[name] + original[name.replace("_ih", "_hh")])
-        else:
-            np.testing.assert_array_equal(value.numpy(), 0.0)  # bias_hh
+    assert_torch_state_is(state, original)  # weight_hr_l* included
     copy = interop.to_torch_module(layer, params)
     assert repr(copy) == repr(module)  # LSTM(4, 5, proj_size=3, num_layers=2, bidirectional=True)
     # torch -> rnnjax -> torch -> rnnjax: the same layer and the same values
