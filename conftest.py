@@ -25,8 +25,8 @@ def pytest_addoption(parser):
         "--accelerator-defaults",
         action="store_true",
         default=False,
-        help="unroll with the GPU's defaults on every backend (hoisted path, unroll 32): the accelerator "
-        "path for the whole suite on the CPU",
+        help="unroll with the GPU's defaults on every backend (hoisted path, unroll 32, the weight gradient's "
+        "place): the accelerator path for the whole suite on the CPU",
     )
 
 
@@ -36,6 +36,7 @@ def pytest_configure(config):
 
         recurrence.HOIST[jax.default_backend()] = recurrence.HOIST["gpu"]
         recurrence.UNROLL_FACTORS[jax.default_backend()] = recurrence.UNROLL_FACTORS["gpu"]
+        recurrence.DEFER_WEIGHT_GRADIENT[jax.default_backend()] = recurrence.DEFER_WEIGHT_GRADIENT["gpu"]
 
 
 def pytest_collection_modifyitems(config, items):

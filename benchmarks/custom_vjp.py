@@ -1,21 +1,28 @@
-"""An LSTM training step with a hand-written backward pass, against autodiff (issue 14, item 4).
+"""The recurrent weight's gradient after the backward loop, against autodiff's in-loop one (issue 14, item 4).
 
 Autodiff of a scan accumulates the recurrent weight gradient inside the backward loop: every
-step adds ``h_{t-1}^T dz_t`` (a ``[h, b] x [b, 4h]`` GEMM) to ``dW_h``. The custom VJP here keeps
-only ``dh_{t-1} = dz_t W_h^T`` in the backward scan, stores every step's ``dz_t``, and computes
-``dW_h`` afterwards as ONE GEMM over all steps and examples, ``H_prev^T dZ`` with
-``[h, t b] x [t b, 4h]`` (``dW_i`` and ``db`` come from autodiff of the hoisted projection, already
-one GEMM). The forward pass saves the gate activations and cell states it needs, nothing else.
-The layer is batched explicitly (time-major ``[t, b, f]``, no ``vmap``), so the big GEMM sums over
-the batch too; under ``vmap`` a custom VJP would make per-example weight gradients first.
+step adds ``h_{t-1}^T dz_t`` (a ``[h, b] x [b, 4h]`` GEMM) to ``dW_h``. Computed after the loop,
+it is ONE GEMM over all steps and examples, ``H_prev^T dZ`` with ``[h, t b] x [t b, 4h]``, and the
+backward loop keeps only ``dh_{t-1} = dz_t W_h^T``. Two ways to get there are measured:
 
-Rows (ms per call, fastest of ``--repeats``, interleaved):
+- rnnjax's own: ``unroll``'s hoisted path with ``recurrence.DEFER_WEIGHT_GRADIENT`` on (a custom JVP
+  of the scan; works under the ``vmap`` over sequences, ``jvp`` and higher derivatives), for the LSTM
+  and the GRU;
+- a hand-written ``custom_vjp`` of an explicitly batched LSTM (time-major ``[t, b, f]``, no ``vmap``;
+  under ``vmap`` a custom VJP would make per-example weight gradients first), with its backward scan
+  written out and only the gate activations and cell states saved.
 
-    autodiff    jax.grad of the same batched, hoisted scan (what rnnjax's unroll does under vmap)
-    custom vjp  the hand-written backward above
-    rnnjax      jax.vmap of rj.unroll (the library's default path on this backend)
+Rows (ms per gradient of a mean squared error, fastest of ``--repeats``, interleaved):
 
-Gradients are checked first: custom vjp == autodiff in float64 to 1e-10 (relative), on a small size.
+    autodiff          jax.grad of the hand-written batched, hoisted LSTM scan
+    custom vjp        the hand-written custom VJP of that scan
+    rnnjax            jax.vmap of rj.unroll with the library's defaults on this backend
+    rnnjax hoisted    ... with hoist=True and the weight gradient in the loop (autodiff)
+    rnnjax deferred   ... with hoist=True and the weight gradient after the loop
+    (the same three rnnjax rows for the GRU: "rnnjax gru", ...)
+
+Gradients are checked first: custom vjp == autodiff and rnnjax deferred == rnnjax in float64 to 1e-10
+(relative), on a small size.
 
     python benchmarks/custom_vjp.py                       # S and M (add G on a GPU)
     python benchmarks/custom_vjp.py --configs tiny --repeats 1 --out /tmp/c.json   # smoke test
@@ -108,13 +115,25 @@ def loss_fn(scan, params, xs, target):
     return jnp.mean((scan(w_h, us, h0, h0) - target) ** 2)
 
 
-def rnnjax_loss(cell, params, xs, target):
-    ys = jax.vmap(lambda x: rj.unroll(cell, rj.LSTMParams(*params), x)[1], in_axes=1, out_axes=1)(xs)
+def rnnjax_loss(cell, hoist, params, xs, target):
+    ys = jax.vmap(lambda x: rj.unroll(cell, params, x, hoist=hoist)[1], in_axes=1, out_axes=1)(xs)
     return jnp.mean((ys - target) ** 2)
 
 
+def compiled_rnnjax_grad(cell, hoist, defer, *args):
+    """``jit(grad(rnnjax_loss))``, compiled with ``DEFER_WEIGHT_GRADIENT`` set to ``defer`` on this backend."""
+    table, backend = rj.recurrence.DEFER_WEIGHT_GRADIENT, jax.default_backend()
+    saved = table.get(backend)
+    table[backend] = defer
+    try:
+        return jax.jit(jax.grad(partial(rnnjax_loss, cell, hoist))).lower(*args).compile()
+    finally:
+        table[backend] = saved
+
+
 def check_gradients() -> float:
-    """Largest relative difference of custom vjp and autodiff gradients, float64, small size."""
+    """Largest relative difference of custom vjp and autodiff gradients, and of rnnjax's deferred and
+    in-loop weight gradients (LSTM and GRU), float64, small size."""
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(0), 5)
         t, b, f, h = 7, 3, 4, 5
@@ -122,31 +141,54 @@ def check_gradients() -> float:
         params = tuple(0.5 * jax.random.normal(k, s, jnp.float64) for k, s in zip(keys[:3], shapes, strict=True))
         xs = jax.random.normal(keys[3], (t, b, f), jnp.float64)
         target = jax.random.normal(keys[4], (t, b, h), jnp.float64)
-        want = jax.grad(partial(loss_fn, lstm_scan))(params, xs, target)
-        got = jax.grad(partial(loss_fn, lstm_scan_custom))(params, xs, target)
-        return max(float(jnp.max(jnp.abs(g - w)) / jnp.max(jnp.abs(w))) for g, w in zip(got, want, strict=True))
+        pairs = [
+            (
+                jax.grad(partial(loss_fn, lstm_scan_custom))(params, xs, target),
+                jax.grad(partial(loss_fn, lstm_scan))(params, xs, target),
+            )
+        ]
+        for cell in (rj.LSTMCell(h, param_dtype=jnp.float64), rj.GRUCell(h, param_dtype=jnp.float64)):
+            p = cell.init(keys[0], f)
+            args = (p, xs, target)
+            pairs.append(tuple(compiled_rnnjax_grad(cell, True, defer, *args)(*args) for defer in (True, False)))
+        errors = [
+            float(jnp.max(jnp.abs(g - w)) / jnp.max(jnp.abs(w)))
+            for got, want in pairs
+            for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True)
+        ]
+        return max(errors)
 
 
 def measure(config: dict, repeats: int) -> dict:
     t, b, f, h = config["steps"], config["batch"], config["input"], config["hidden"]
-    cell = rj.LSTMCell(h)
-    p = cell.init(jax.random.key(0), f)
-    params = (p.w_i, p.w_h, p.b)
     keys = jax.random.split(jax.random.key(1), 2)
     xs, target = jax.random.normal(keys[0], (t, b, f)), jax.random.normal(keys[1], (t, b, h))
+    lstm = rj.LSTMCell(h)
+    p = lstm.init(jax.random.key(0), f)
+    params = (p.w_i, p.w_h, p.b)
     grads = {
-        "autodiff": jax.jit(jax.grad(partial(loss_fn, lstm_scan))),
-        "custom vjp": jax.jit(jax.grad(partial(loss_fn, lstm_scan_custom))),
-        "rnnjax": jax.jit(jax.grad(partial(rnnjax_loss, cell))),
+        "autodiff": (jax.jit(jax.grad(partial(loss_fn, lstm_scan))), params),
+        "custom vjp": (jax.jit(jax.grad(partial(loss_fn, lstm_scan_custom))), params),
     }
+    for prefix, cell in (("rnnjax", lstm), ("rnnjax gru", rj.GRUCell(h))):
+        cell_params = cell.init(jax.random.key(0), f)
+        args = (cell_params, xs, target)
+        grads[prefix] = (compiled_rnnjax_grad(cell, None, False, *args), cell_params)
+        grads[f"{prefix} hoisted"] = (compiled_rnnjax_grad(cell, True, False, *args), cell_params)
+        grads[f"{prefix} deferred"] = (compiled_rnnjax_grad(cell, True, True, *args), cell_params)
 
-    def timed(fn):
+    def timed(fn, params):
         start = time.perf_counter()
         jax.block_until_ready(fn(params, xs, target))
         return time.perf_counter() - start
 
-    best = fastest_interleaved({name: partial(timed, fn) for name, fn in grads.items()}, repeats)
-    return {name: {"ms": 1e3 * s, "ratio_to_autodiff": s / best["autodiff"]} for name, s in best.items()}
+    best = fastest_interleaved({name: partial(timed, *fn) for name, fn in grads.items()}, repeats)
+    rows = {name: {"ms": 1e3 * s} for name, s in best.items()}
+    for name in best:  # each way of computing the weight gradient after the loop, against its in-loop baseline
+        baseline = {"custom vjp": "autodiff"}.get(name, name.replace(" deferred", " hoisted"))
+        if baseline != name:
+            rows[name].update(baseline=baseline, x_baseline=best[name] / best[baseline])
+    return rows
 
 
 def main(argv=None):
@@ -158,7 +200,7 @@ def main(argv=None):
 
     error = check_gradients()
     if error > 1e-10:
-        raise SystemExit(f"custom vjp gradients differ from autodiff's by {error:.1e} (relative)")
+        raise SystemExit(f"gradients after the loop differ from the in-loop ones by {error:.1e} (relative)")
     results = {name: measure(CONFIGS[name], args.repeats) for name in args.configs}
     report = {
         "machine": {"platform": platform.platform(), "backend": jax.default_backend(), "device": str(jax.devices()[0])},
@@ -171,16 +213,16 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"\ngradient of an LSTM layer (loss = MSE), ms (x autodiff), {jax.default_backend()}; float64 check {error:.1e}"
+        f"\ngradient of a layer (loss = MSE), ms (x its in-loop baseline), {jax.default_backend()}; "
+        f"float64 check {error:.1e}"
     )
-    print(f"{'':12}" + "".join(f"{c:>20}" for c in args.configs))
+    print(f"{'':20}" + "".join(f"{c:>20}" for c in args.configs))
     for name in results[args.configs[0]]:
-        print(
-            f"{name:12}"
-            + "".join(
-                f"{results[c][name]['ms']:>11.3f} ({results[c][name]['ratio_to_autodiff']:.2f})" for c in args.configs
-            )
-        )
+        cells = []
+        for c in args.configs:
+            row = results[c][name]
+            cells.append(f"{row['ms']:>11.3f}" + (f" ({row['x_baseline']:.2f})" if "x_baseline" in row else " " * 7))
+        print(f"{name:20}" + "".join(f"{cell:>20}" for cell in cells))
     print(f"saved {args.out}")
 
 

@@ -28,9 +28,10 @@ hidden 256; G = batch 256, T 256, input 512, hidden 1024. Rows, LSTM and GRU at 
                    batch 16, input 64, hidden 128, T = 256, 1024, 4096 (benchmarks/parallel_scan.py)
     decode         tokens/s of an LSTM language model (vocab 96, hidden 512, batch 32, 64 tokens):
                    greedy and beam search 1, 2, 4, 8, vmapped (benchmarks/decode.py)
-    custom_vjp     the LSTM layer's gradient with a hand-written backward pass (the recurrent weight
-                   gradient as one GEMM after the backward scan) against autodiff and rnnjax's
-                   default, at S, M and G (benchmarks/custom_vjp.py; issue 14, item 4)
+    custom_vjp     the recurrent weight's gradient as one GEMM after the backward scan against autodiff's
+                   in-loop one: rnnjax's hoisted path with recurrence.DEFER_WEIGHT_GRADIENT on and off
+                   (LSTM and GRU), and a hand-written custom VJP of a batched LSTM (benchmarks/custom_vjp.py;
+                   issue 14, item 4)
 
 The rows run in worker processes, JAX in one and torch in another (never both in one process);
 a row that does not finish within --row-timeout seconds is killed (its worker is restarted for
@@ -527,7 +528,7 @@ def ratio_table(rows) -> tuple[list[str], list[list[str]]]:
 def custom_vjp_table(rows) -> tuple[list[str], list[list[str]]]:
     found = [r for r in rows if r["section"] == "custom_vjp" and r["status"] == "ok"]
     names = list(dict.fromkeys(name for r in found for name in r["grad"]))
-    body = [[r["config"], *(number(r["grad"][n]["ms"]) for n in names)] for r in found]
+    body = [[r["config"], *(number(r["grad"].get(n, {}).get("ms")) for n in names)] for r in found]
     return ["config", *(f"{n} ms" for n in names)], body
 
 
@@ -541,7 +542,7 @@ TABLES = {  # section -> title, table
     "bf16": ("bfloat16 (fwd / train ms)", bf16_table),
     "parallel_scan": ("Parallel scan of the min cells (fwd / grad ms)", parallel_scan_table),
     "decode": ("Decoding (tokens/s)", decode_table),
-    "custom_vjp": ("LSTM layer gradient: custom VJP vs autodiff (ms)", custom_vjp_table),
+    "custom_vjp": ("Layer gradient: the recurrent weight's gradient after the loop vs in it (ms)", custom_vjp_table),
 }
 
 

@@ -14,14 +14,25 @@ Two ways to run the same recurrence, chosen per backend unless ``hoist`` says:
 Both give the same result (the tests run both on the CPU).
 """
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from rnnjax._src import checks, masks
-from rnnjax.typing import Array, Carry, Cell, LinearRecurrenceCell, NoisyCell, Params, PRNGKey
+from rnnjax.typing import (
+    Array,
+    Carry,
+    Cell,
+    LinearRecurrenceCell,
+    NoisyCell,
+    Params,
+    PRNGKey,
+    RecurrentWeightCell,
+)
 
 # lax.scan's unroll factor per backend, from measurements (docs/performance.md). On an
 # NVIDIA H200, 32 was within 9% of the best factor in every measured row (LSTM and GRU at
@@ -31,6 +42,12 @@ UNROLL_FACTORS = {"cpu": 1, "gpu": 32, "tpu": 32}
 # Whether unroll projects the whole sequence before the scan, per backend (the module docstring says why);
 # another backend is hoisted, like the accelerators.
 HOIST = {"cpu": False, "gpu": True, "tpu": True}
+# Whether the hoisted path computes the recurrent weight's gradient after the backward loop, as one
+# matmul over all steps and sequences, instead of one per step inside it (_scan_deferring_weight_gradient;
+# same values). Off until it measures faster: on the CPU it did not beat this backend's default path
+# (LSTM and GRU, S and M, 2026-12-04); on GPUs and TPUs it is not measured yet (benchmarks/gpu.py measures
+# it). Another backend takes False.
+DEFER_WEIGHT_GRADIENT = {"cpu": False, "gpu": False, "tpu": False}
 
 
 def default_hoist(backend: str | None = None) -> bool:
@@ -86,35 +103,115 @@ def _scan(
     given ``last_output`` (the output before the first step), repeat the last valid step's output.
     Returns ``(carry, ys)``, and with ``last_output`` ``((carry, last_output), ys)``. ``noise``: the
     sequence's training noise (``cell.sequence_noise``), its zoneout masks scanned with the inputs."""
+    masking = {"valid": valid, "last_output": last_output, "noise": noise}
+    loop = functools.partial(_loop, reverse=reverse, unroll=unroll)
     if not hoist:
-        inputs, body_fn = xs, cell.step
-    elif isinstance(cell, LinearRecurrenceCell):
+        return loop(_without_factors(cell.step), params, carry, xs, **masking)[0]
+    if isinstance(cell, LinearRecurrenceCell):
         # the gates see only the input: all of a_t, b_t at once, and the loop is one fused multiply-add
-        inputs, body_fn = cell.coefficients(params, cell.project(params, xs)), _linear_step
-    else:
-        inputs, body_fn = cell.project(params, xs), cell.recur
+        coefficients = cell.coefficients(params, cell.project(params, xs))
+        return loop(_without_factors(_linear_step), params, carry, coefficients, **masking)[0]
+    us = cell.project(params, xs)
+    if _defers_weight_gradient(cell):
+        return _scan_deferring_weight_gradient(cell, loop, params, carry, us, **masking)
+    return loop(_without_factors(cell.recur), params, carry, us, **masking)[0]
+
+
+def _without_factors(step_fn):
+    """A ``(params, carry, x, **noise) -> (carry, y)`` step as one that also returns (no) factors."""
+    return lambda *args, **kwargs: (*step_fn(*args, **kwargs), None)
+
+
+def _loop(step_fn, params, carry, inputs, *, valid, reverse, unroll, last_output, noise):
+    """The time loop of :func:`_scan` over a step ``(params, carry, x) -> (carry, y, factors)``.
+
+    Returns ``(_scan's result, factors [t, ...])``."""
 
     def run_step(carry, x, zoneout):
         if noise is None:
-            return body_fn(params, carry, x)
-        return body_fn(params, carry, x, noise=noise.step(zoneout))
+            return step_fn(params, carry, x)
+        return step_fn(params, carry, x, noise=noise.step(zoneout))
 
     def body(carry, inp):
         x, ok, zoneout = inp
-        new_carry, y = run_step(carry, x, zoneout)
-        return _masked(ok, new_carry, carry), _masked(ok, y, jnp.zeros_like(y))
+        new_carry, y, factors = run_step(carry, x, zoneout)
+        return _masked(ok, new_carry, carry), (_masked(ok, y, jnp.zeros_like(y)), factors)
 
     def body_repeating_last(carry_and_last, inp):
         carry, last = carry_and_last
         x, ok, zoneout = inp
-        new_carry, y = run_step(carry, x, zoneout)
+        new_carry, y, factors = run_step(carry, x, zoneout)
         y = _masked(ok, y, last)
-        return (_masked(ok, new_carry, carry), y), y
+        return (_masked(ok, new_carry, carry), y), (y, factors)
 
     scanned = (inputs, valid, None if noise is None else noise.zoneout)
     if last_output is None:
-        return lax.scan(body, carry, scanned, reverse=reverse, unroll=unroll)
-    return lax.scan(body_repeating_last, (carry, last_output), scanned, reverse=reverse, unroll=unroll)
+        carry, (ys, factors) = lax.scan(body, carry, scanned, reverse=reverse, unroll=unroll)
+    else:
+        init = (carry, last_output)
+        carry, (ys, factors) = lax.scan(body_repeating_last, init, scanned, reverse=reverse, unroll=unroll)
+    return (carry, ys), factors
+
+
+def _defers_weight_gradient(cell: Cell) -> bool:
+    """Whether the hoisted path takes ``cell``'s recurrent weight gradient out of the backward loop: where
+    ``DEFER_WEIGHT_GRADIENT`` says so for this backend, for a :class:`~rnnjax.typing.RecurrentWeightCell`
+    whose ``recur`` is the one its ``recur_with_factors`` belongs to (a subclass that overrides only
+    ``recur`` keeps plain autodiff)."""
+    if not DEFER_WEIGHT_GRADIENT.get(jax.default_backend(), False) or not isinstance(cell, RecurrentWeightCell):
+        return False
+    mro = type(cell).__mro__
+    owner = next(c for c in mro if "recur" in vars(c))
+    return owner is next(c for c in mro if "recur_with_factors" in vars(c))
+
+
+def _scan_deferring_weight_gradient(cell: RecurrentWeightCell, loop, params, carry, us, valid, last_output, noise):
+    """The hoisted scan, with ``params.w_h``'s gradient computed after the loop instead of inside it.
+
+    Autodiff of a scan adds ``h_{t-1}^T dz_t`` to the recurrent weight's gradient at every step of the
+    backward loop: a small ``[h, b] x [b, 4h]`` matmul per step (for an LSTM), on the sequential path.
+    Here ``w_h`` has no tangent inside the loop; its effect on every step is a tangent of that step's
+    input ``u``, ``du_t = factors_t dw_h`` (``weight_tangent``), for all steps at once. Transposed, for
+    the backward pass, this is ``dw_h = factors^T du``: ONE matmul over all steps, and under ``jax.vmap``
+    over all sequences too (``dw_h`` is not batched, so the batch becomes rows of that matmul, not a
+    per-sequence gradient). ``du`` is the cotangent of ``us`` that the input kernel's gradient needs
+    anyway. Values and every derivative (forward, reverse, higher order) are autodiff's.
+    """
+
+    def run(w_h, rest, carry, us, last_output, valid, noise):  # (_scan's result, factors)
+        params = rest._replace(w_h=w_h)
+        return loop(cell.recur_with_factors, params, carry, us, valid=valid, last_output=last_output, noise=noise)
+
+    @jax.custom_jvp
+    def scan(w_h, rest, carry, us, last_output, valid, noise):
+        return run(w_h, rest, carry, us, last_output, valid, noise)[0]
+
+    @functools.partial(scan.defjvp, symbolic_zeros=True)
+    def scan_jvp(primals, tangents):
+        w_h, rest, carry, us, last_output, valid, noise = primals
+        differentiable = primals[1:5]
+        d_rest, d_carry, d_us, d_last = _instantiated(tangents[1:5], differentiable)
+        # valid and noise (step masks, dropout masks from the PRNG key) have no derivative
+
+        def frozen(rest, carry, us, last_output):  # w_h closed over: no tangent inside the loop
+            return run(w_h, rest, carry, us, last_output, valid, noise)
+
+        result, linear, factors = jax.linearize(frozen, *differentiable, has_aux=True)
+        if not isinstance(tangents[0], SymbolicZero):
+            d_us = d_us + cell.weight_tangent(factors, tangents[0], us.dtype).astype(d_us.dtype)
+        return result, linear(d_rest, d_carry, d_us, d_last)
+
+    return scan(params.w_h, params._replace(w_h=None), carry, us, last_output, valid, noise)
+
+
+def _instantiated(tangents, primals):
+    """``tangents`` with every symbolic zero made an array of zeros like its primal."""
+    return jax.tree_util.tree_map(
+        lambda t, p: jnp.zeros_like(p) if isinstance(t, SymbolicZero) else t,
+        tangents,
+        primals,
+        is_leaf=lambda t: isinstance(t, SymbolicZero),
+    )
 
 
 def _remat_scan(cell, params, carry, xs, valid, reverse, unroll, hoist, last_output=None, noise=None):

@@ -123,6 +123,24 @@ class LinearRecurrenceCell(Cell, Protocol):
 
 
 @runtime_checkable
+class RecurrentWeightCell(Cell, Protocol):
+    """A cell whose recurrent weight ``params.w_h`` reaches the step only through its projected input ``u``.
+
+    Changing ``w_h`` by ``dw`` changes a step as changing its ``u`` by ``weight_tangent(factors, dw, dtype)``,
+    where ``recur_with_factors`` returns ``recur``'s ``(carry, y)`` and that step's ``factors`` (an LSTM's
+    ``h_{t-1}``, as ``z = u + h_{t-1} W_h``). ``unroll``'s hoisted path then keeps ``w_h``'s gradient out of
+    the backward loop and computes it after the loop as one matmul over all steps (and, under
+    ``vmap``, all sequences) instead of one small matmul per step.
+    """
+
+    def recur_with_factors(
+        self, params: Params, carry: Carry, u: Array, noise: Any = None
+    ) -> tuple[Carry, Array, Any]: ...
+
+    def weight_tangent(self, factors: Any, d_w_h: Array, dtype: Any) -> Array: ...
+
+
+@runtime_checkable
 class NoisyCell(Cell, Protocol):
     """A cell with training noise (input and recurrent dropout, zoneout; :class:`rnnjax.cells.BaseCell`).
 

@@ -64,6 +64,12 @@ def hoist(request):
 
 
 @pytest.fixture
+def defer_weight_gradient(monkeypatch):
+    """unroll's hoisted path with the recurrent weight gradient after the backward loop, on this backend."""
+    monkeypatch.setitem(rj.recurrence.DEFER_WEIGHT_GRADIENT, jax.default_backend(), True)
+
+
+@pytest.fixture
 def x64():
     with jax.enable_x64(True):
         yield
@@ -82,6 +88,21 @@ def randomize(params, key, scale=0.5):
     return treedef.unflatten(
         [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
     )
+
+
+def equations(jaxpr, primitive: str) -> list:
+    """Every equation of ``primitive`` (e.g. "dot_general") in ``jaxpr``, inside scans, jits, checkpoints and
+    custom rules too."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == primitive:
+            found.append(eqn)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found += equations(inner, primitive)
+    return found
 
 
 def assert_torch_state_is(state, original, merged_biases=True):

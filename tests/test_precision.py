@@ -19,7 +19,7 @@ import pytest
 from jax import lax
 
 import rnnjax as rj
-from conftest import CELLS, INPUT_SIZE, random_params
+from conftest import CELLS, INPUT_SIZE, equations, random_params
 
 # mean |error| (max |error|) of every output of an LSTM(32) on N(0, 1) inputs of size 16, batch 4,
 # against float64, at T = 100 and 2,000; measured: full 1.6e-8 (1.6e-7), TF32 3.6e-5 (4.5e-4),
@@ -34,17 +34,7 @@ PLAIN_CELLS = sorted(name for name, cell in CELLS.items() if dataclasses.is_data
 
 
 def dot_equations(jaxpr) -> list:
-    """Every dot_general equation in ``jaxpr``, inside scans, jits, checkpoints and custom rules too."""
-    found = []
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "dot_general":
-            found.append(eqn)
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, tuple | list) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    found += dot_equations(inner)
-    return found
+    return equations(jaxpr, "dot_general")
 
 
 def dot_precisions(jaxpr) -> list:
@@ -140,7 +130,7 @@ def test_float16_keeps_its_backward_matmuls_in_float32():
     assert any("float32" in operands for operands in dtypes)  # the backward's: a float32 cotangent (upcast)
 
 
-def _lstm_gradient_error(cell, num_steps):
+def _lstm_gradient_error(cell, num_steps, hoist=None):
     """|gradient - float64 gradient| / |float64 gradient| of a mean squared error, LSTM(32), batch 4."""
     reference = rj.LSTMCell(32)
     params = reference.init(jax.random.key(0), 16)
@@ -149,7 +139,7 @@ def _lstm_gradient_error(cell, num_steps):
 
     def grad(cell, params, xs, target):
         def loss(p):
-            ys = jax.vmap(lambda x: rj.unroll(cell, p, x)[1])(xs)
+            ys = jax.vmap(lambda x: rj.unroll(cell, p, x, hoist=hoist)[1])(xs)
             return jnp.mean((ys.astype(target.dtype) - target) ** 2)
 
         flat, _ = jax.flatten_util.ravel_pytree(jax.jit(jax.grad(loss))(params))
@@ -167,6 +157,15 @@ def test_bfloat16_gradient_accuracy_against_float64():
     # error comes from the forward pass in bfloat16; float32 at full precision: 2e-7
     assert _lstm_gradient_error(rj.LSTMCell(32, dtype=jnp.bfloat16), 100) < BFLOAT16_GRADIENT
     assert _lstm_gradient_error(rj.LSTMCell(32, precision="highest"), 100) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru_cho", "elman"])
+def test_deferred_weight_gradient_keeps_the_backward_in_bfloat16(name, defer_weight_gradient):
+    # the weight gradient after the loop is a bfloat16 matmul too, and as accurate
+    cell = dataclasses.replace(CELLS[name], dtype=jnp.bfloat16)
+    assert _training_step_dot_dtypes(cell, hoist=True) == {("bfloat16", "bfloat16")}
+    if name == "lstm":
+        assert _lstm_gradient_error(rj.LSTMCell(32, dtype=jnp.bfloat16), 100, hoist=True) < BFLOAT16_GRADIENT
 
 
 def _lstm_errors(cell, num_steps):

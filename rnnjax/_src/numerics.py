@@ -113,6 +113,15 @@ def _bfloat16_matmul_jvp(precision, primals, tangents):
     return y, sum(parts[1:], parts[0]).astype(y.dtype)
 
 
+def matmul_weight_tangent(x: Array, dw: Array, dtype, precision=None) -> Array:
+    """The tangent of ``matmul(x, w, dtype, precision)`` along ``dw``, a tangent of ``w``: what autodiff computes.
+
+    ``matmul`` is linear in ``w``, so the tangent is the same at every ``w``; ``dw`` serves as the primal
+    point too, and the primal product is unused (traced away).
+    """
+    return jax.jvp(lambda w: matmul(x, w, dtype, precision), (dw,), (dw,))[1]
+
+
 def affine(x: Array, w: Array, b: Array | None, dtype, precision=None, out_dtype=None) -> Array:
     """``x @ w + b`` computed in ``dtype`` (accumulated in float32 for 16-bit ``dtype``), returned in
     ``out_dtype`` (default ``dtype``)."""

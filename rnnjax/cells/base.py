@@ -197,6 +197,16 @@ class BaseCell:
             _zoneout_masks(k_zone, self.zoneout, carry, num_steps) if self.zoneout > 0 else None,
         )
 
+    def weight_tangent(self, factors: Array, d_w_h: Array, dtype) -> Array:
+        """The change of a step's projected input ``u`` that acts as the change ``d_w_h`` of ``params.w_h``.
+
+        For a cell whose pre-activation is ``u + factors @ w_h`` (LSTM, Elman, Jordan; their
+        ``recur_with_factors`` returns ``factors``, :class:`~rnnjax.typing.RecurrentWeightCell`) it is
+        ``factors @ d_w_h``, in the precision and dtype of the recurrent matmul. ``factors`` may carry
+        leading step and batch axes: ``unroll`` calls this once for the whole sequence.
+        """
+        return numerics.matmul_weight_tangent(factors, d_w_h, dtype, self.precision)
+
     def _zone_out(self, old: Carry, new: Carry, noise: StepNoise | None) -> Carry:
         """Zoneout of the carry: ``new`` where no unit is zoned out (rate 0); in training the units whose
         mask is True keep ``old``; at inference the expectation of the two."""

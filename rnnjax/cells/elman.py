@@ -80,8 +80,15 @@ class ElmanCell(BaseCell):
             >>> y.shape
             (8,)
         """
+        return self.recur_with_factors(params, carry, u, noise)[:2]
+
+    @params_checked
+    def recur_with_factors(
+        self, params: ElmanParams, carry: HiddenCarry, u: Array, noise: StepNoise | None = None
+    ) -> tuple[HiddenCarry, Array, Array]:
+        """:meth:`recur`, and the ``h_{t-1}`` that meets ``w_h``, for :class:`~rnnjax.typing.RecurrentWeightCell`."""
         h_in = carry.h if noise is None or noise.recurrent is None else carry.h * noise.recurrent
         z = u.astype(accumulation_dtype(u.dtype)) + numerics.matmul(h_in, params.w_h, u.dtype, self.precision)
         h = numerics.activation(self.activation)(z).astype(u.dtype)
         carry = self._zone_out(carry, HiddenCarry(h), noise)
-        return carry, carry.h
+        return carry, carry.h, h_in

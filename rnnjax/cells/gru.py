@@ -89,6 +89,15 @@ class GRUCell(BaseCell):
             >>> cell.recur(params, cell.initial_carry(params), u)[1].shape
             (8,)
         """
+        return self.recur_with_factors(params, carry, u, noise)[:2]
+
+    @params_checked
+    def recur_with_factors(
+        self, params: GRUParams, carry: HiddenCarry, u: Array, noise: StepNoise | None = None
+    ) -> tuple[HiddenCarry, Array, tuple[Array, Array]]:
+        """:meth:`recur`, and what meets ``w_h``, for :class:`~rnnjax.typing.RecurrentWeightCell`: the
+        ``h_{t-1}`` of the r and z blocks and the reset gate ``r`` (reset-after: the n block is
+        ``u_n + r * (h_{t-1} W_hn + b_hn)``), or the n block's ``r * h_{t-1}`` (reset-before)."""
         dtype, acc = u.dtype, accumulation_dtype(u.dtype)
         h = carry.h.astype(acc)
         h_in = carry.h if noise is None or noise.recurrent is None else carry.h * noise.recurrent
@@ -98,15 +107,29 @@ class GRUCell(BaseCell):
             hw_r, hw_z, hw_n = jnp.split(hw, 3, axis=-1)
             r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
             n = jnp.tanh(u_n + r * hw_n)
+            factors = (h_in, r)
         else:
             hidden = self.hidden_size
             hw_r, hw_z = jnp.split(
                 numerics.matmul(h_in, params.w_h[:, : 2 * hidden], dtype, self.precision), 2, axis=-1
             )
             r, z = jax.nn.sigmoid(u_r + hw_r), jax.nn.sigmoid(u_z + hw_z)
-            n = jnp.tanh(
-                u_n + numerics.matmul(r * h_in.astype(acc), params.w_h[:, 2 * hidden :], dtype, self.precision)
-            )
+            reset_h = r * h_in.astype(acc)
+            n = jnp.tanh(u_n + numerics.matmul(reset_h, params.w_h[:, 2 * hidden :], dtype, self.precision))
+            factors = (h_in, reset_h)
         h = ((1 - z) * n + z * h).astype(dtype)
         carry = self._zone_out(carry, HiddenCarry(h), noise)
-        return carry, carry.h
+        return carry, carry.h, factors
+
+    def weight_tangent(self, factors: tuple[Array, Array], d_w_h: Array, dtype) -> Array:
+        """The change of ``u`` that acts as the change ``d_w_h`` of ``w_h`` (see :meth:`BaseCell.weight_tangent`):
+        ``h_{t-1} dW_h`` in the r and z blocks; in the n block ``r * (h_{t-1} dW_hn)`` (reset-after, where
+        ``u_n`` meets ``r * h_{t-1} W_hn``) or ``(r * h_{t-1}) dW_hn`` (reset-before)."""
+        h_in, n_factor = factors
+        two = 2 * self.hidden_size
+        d_rz = numerics.matmul_weight_tangent(h_in, d_w_h[:, :two], dtype, self.precision)
+        if self.reset_after:
+            d_n = n_factor * numerics.matmul_weight_tangent(h_in, d_w_h[:, two:], dtype, self.precision)
+        else:
+            d_n = numerics.matmul_weight_tangent(n_factor, d_w_h[:, two:], dtype, self.precision)
+        return jnp.concatenate([d_rz, d_n], axis=-1)

@@ -112,6 +112,13 @@ class JordanCell(BaseCell):
             >>> cell.recur(params, cell.initial_carry(params), u)[1].shape
             (2,)
         """
+        return self.recur_with_factors(params, carry, u)[:2]
+
+    @params_checked
+    def recur_with_factors(
+        self, params: JordanParams, carry: JordanCarry, u: Array, noise: None = None
+    ) -> tuple[JordanCarry, Array, Array]:
+        """:meth:`recur`, and the context that meets ``w_h``, for :class:`~rnnjax.typing.RecurrentWeightCell`."""
         dtype = u.dtype
         context = carry.context.astype(dtype)
         s = numerics.activation(self.activation)(
@@ -120,4 +127,4 @@ class JordanCell(BaseCell):
         y = numerics.activation(self.output_activation)(
             numerics.affine(s, params.w_o, params.b_o, dtype, self.precision)
         )
-        return JordanCarry(self.context_decay * context + y), y
+        return JordanCarry(self.context_decay * context + y), y, context

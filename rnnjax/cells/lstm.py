@@ -187,6 +187,14 @@ class LSTMCell(BaseCell):
             >>> carry.c.shape, y.shape
             ((8,), (3,))
         """
+        return self.recur_with_factors(params, carry, u, noise)[:2]
+
+    @params_checked
+    def recur_with_factors(
+        self, params: LSTMParams, carry: LSTMCarry, u: Array, noise: StepNoise | None = None
+    ) -> tuple[LSTMCarry, Array, Array]:
+        """:meth:`recur`, and the ``h_{t-1}`` that meets ``w_h`` (``z = u + h_{t-1} W_h``), for
+        :class:`~rnnjax.typing.RecurrentWeightCell`."""
         dtype, acc = u.dtype, accumulation_dtype(u.dtype)
         c = carry.c.astype(acc)
         h_in = carry.h if noise is None or noise.recurrent is None else carry.h * noise.recurrent
@@ -202,4 +210,4 @@ class LSTMCell(BaseCell):
         if self.proj_size:
             h = numerics.matmul(h, params.w_proj, dtype, self.precision).astype(dtype)
         carry = self._zone_out(carry, LSTMCarry(h, c), noise)
-        return carry, carry.h
+        return carry, carry.h, h_in
