@@ -12,14 +12,13 @@ backward loop keeps only ``dh_{t-1} = dz_t W_h^T``. Two ways to get there are me
   under ``vmap`` a custom VJP would make per-example weight gradients first), with its backward scan
   written out and only the gate activations and cell states saved.
 
-Rows (ms per gradient of a mean squared error, fastest of ``--repeats``, interleaved):
+Rows (ms per gradient of a mean squared error, fastest of ``--repeats``, interleaved), per cell:
 
-    autodiff          jax.grad of the hand-written batched, hoisted LSTM scan
-    custom vjp        the hand-written custom VJP of that scan
-    rnnjax            jax.vmap of rj.unroll with the library's defaults on this backend
-    rnnjax hoisted    ... with hoist=True and the weight gradient in the loop (autodiff)
-    rnnjax deferred   ... with hoist=True and the weight gradient after the loop
-    (the same three rnnjax rows for the GRU: "rnnjax gru", ...)
+    hand-written autodiff    jax.grad of the hand-written batched, hoisted LSTM scan (LSTM only)
+    hand-written custom vjp  the hand-written custom VJP of that scan (LSTM only)
+    rnnjax default           jax.vmap of rj.unroll with this backend's defaults, where they do not hoist
+    rnnjax hoisted           ... with hoist=True and the weight gradient in the loop (autodiff)
+    rnnjax deferred          ... with hoist=True and the weight gradient after the loop
 
 Gradients are checked first: custom vjp == autodiff and rnnjax deferred == rnnjax in float64 to 1e-10
 (relative), on a small size.
@@ -159,23 +158,23 @@ def check_gradients() -> float:
         return max(errors)
 
 
-def measure(config: dict, repeats: int) -> dict:
+def measure(config: dict, repeats: int, cell: str = "lstm") -> dict:
+    """ms of each row for one cell ("lstm" or "gru"; the hand-written rows are LSTM only)."""
     t, b, f, h = config["steps"], config["batch"], config["input"], config["hidden"]
     keys = jax.random.split(jax.random.key(1), 2)
     xs, target = jax.random.normal(keys[0], (t, b, f)), jax.random.normal(keys[1], (t, b, h))
-    lstm = rj.LSTMCell(h)
-    p = lstm.init(jax.random.key(0), f)
-    params = (p.w_i, p.w_h, p.b)
-    grads = {
-        "autodiff": (jax.jit(jax.grad(partial(loss_fn, lstm_scan))), params),
-        "custom vjp": (jax.jit(jax.grad(partial(loss_fn, lstm_scan_custom))), params),
-    }
-    for prefix, cell in (("rnnjax", lstm), ("rnnjax gru", rj.GRUCell(h))):
-        cell_params = cell.init(jax.random.key(0), f)
-        args = (cell_params, xs, target)
-        grads[prefix] = (compiled_rnnjax_grad(cell, None, False, *args), cell_params)
-        grads[f"{prefix} hoisted"] = (compiled_rnnjax_grad(cell, True, False, *args), cell_params)
-        grads[f"{prefix} deferred"] = (compiled_rnnjax_grad(cell, True, True, *args), cell_params)
+    rnn_cell = {"lstm": rj.LSTMCell, "gru": rj.GRUCell}[cell](h)
+    cell_params = rnn_cell.init(jax.random.key(0), f)
+    grads = {}
+    if cell == "lstm":
+        params = (cell_params.w_i, cell_params.w_h, cell_params.b)
+        grads["hand-written autodiff"] = (jax.jit(jax.grad(partial(loss_fn, lstm_scan))), params)
+        grads["hand-written custom vjp"] = (jax.jit(jax.grad(partial(loss_fn, lstm_scan_custom))), params)
+    args = (cell_params, xs, target)
+    if not rj.recurrence.default_hoist():  # where the default path is the hoisted one, it is the next row
+        grads["rnnjax default"] = (compiled_rnnjax_grad(rnn_cell, None, False, *args), cell_params)
+    grads["rnnjax hoisted"] = (compiled_rnnjax_grad(rnn_cell, True, False, *args), cell_params)
+    grads["rnnjax deferred"] = (compiled_rnnjax_grad(rnn_cell, True, True, *args), cell_params)
 
     def timed(fn, params):
         start = time.perf_counter()
@@ -184,9 +183,9 @@ def measure(config: dict, repeats: int) -> dict:
 
     best = fastest_interleaved({name: partial(timed, *fn) for name, fn in grads.items()}, repeats)
     rows = {name: {"ms": 1e3 * s} for name, s in best.items()}
-    for name in best:  # each way of computing the weight gradient after the loop, against its in-loop baseline
-        baseline = {"custom vjp": "autodiff"}.get(name, name.replace(" deferred", " hoisted"))
-        if baseline != name:
+    baselines = {"hand-written custom vjp": "hand-written autodiff", "rnnjax deferred": "rnnjax hoisted"}
+    for name, baseline in baselines.items():  # the weight gradient after the loop against its in-loop baseline
+        if name in best:
             rows[name].update(baseline=baseline, x_baseline=best[name] / best[baseline])
     return rows
 
@@ -194,6 +193,7 @@ def measure(config: dict, repeats: int) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["S", "M"], choices=sorted(CONFIGS))
+    parser.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -201,14 +201,18 @@ def main(argv=None):
     error = check_gradients()
     if error > 1e-10:
         raise SystemExit(f"gradients after the loop differ from the in-loop ones by {error:.1e} (relative)")
-    results = {name: measure(CONFIGS[name], args.repeats) for name in args.configs}
+    results = {(c, cell): measure(CONFIGS[c], args.repeats, cell) for cell in args.cells for c in args.configs}
     report = {
         "machine": {"platform": platform.platform(), "backend": jax.default_backend(), "device": str(jax.devices()[0])},
         "jax": jax.__version__,
         "repeats": args.repeats,
         "gradient_check_max_relative_error_float64": error,
         "configs": {name: CONFIGS[name] for name in args.configs},
-        "rows": [{"config": c, "name": n, **row} for c, rows in results.items() for n, row in rows.items()],
+        "rows": [
+            {"config": c, "cell": cell, "name": n, **row}
+            for (c, cell), rows in results.items()
+            for n, row in rows.items()
+        ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -216,13 +220,16 @@ def main(argv=None):
         f"\ngradient of a layer (loss = MSE), ms (x its in-loop baseline), {jax.default_backend()}; "
         f"float64 check {error:.1e}"
     )
-    print(f"{'':20}" + "".join(f"{c:>20}" for c in args.configs))
-    for name in results[args.configs[0]]:
-        cells = []
-        for c in args.configs:
-            row = results[c][name]
-            cells.append(f"{row['ms']:>11.3f}" + (f" ({row['x_baseline']:.2f})" if "x_baseline" in row else " " * 7))
-        print(f"{name:20}" + "".join(f"{cell:>20}" for cell in cells))
+    print(f"{'':30}" + "".join(f"{c:>20}" for c in args.configs))
+    for cell in args.cells:
+        for name in results[args.configs[0], cell]:
+            cells = []
+            for c in args.configs:
+                row = results[c, cell][name]
+                cells.append(
+                    f"{row['ms']:>11.3f}" + (f" ({row['x_baseline']:.2f})" if "x_baseline" in row else " " * 7)
+                )
+            print(f"{cell + ' ' + name:30}" + "".join(f"{text:>20}" for text in cells))
     print(f"saved {args.out}")
 
 

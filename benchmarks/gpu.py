@@ -4,7 +4,7 @@
     python benchmarks/gpu.py --tests          # the repository's test suite on the GPU first, then the benchmark
     python benchmarks/gpu.py --tests-only     # the test suite only (added to gpu.json of the same commit)
     python benchmarks/gpu.py --tiny --device cpu --quick   # a smoke run on the CPU (a minute or two)
-    python benchmarks/gpu.py --sections custom_vjp unroll  # only these sections (the rows a short run left out)
+    python benchmarks/gpu.py --sections custom_vjp unroll  # only these sections, in this order
     python benchmarks/gpu.py --merge a.json b.json         # runs of one commit on one machine, into one gpu.json
 
 A run on the CPU or with --tiny writes benchmarks/results/gpu_smoke.json instead (not shown in the docs).
@@ -37,8 +37,8 @@ The rows run in worker processes, JAX in one and torch in another (never both in
 a row that does not finish within --row-timeout seconds is killed (its worker is restarted for
 the rows after it), and rows still waiting when the --budget is spent are recorded as skipped, so
 the most important rows come first (peers, bf16, parallel scan, decoding, the custom VJP, the unroll
-sweep); --sections runs only some sections, so that a second short run can measure what the first left
-out, and --merge puts such runs together (a row measured in several runs keeps the first run's
+sweep); --sections runs only some sections, in the order given, so that a second short run can measure
+what the first left out, and --merge puts such runs together (a row measured in several runs keeps the first run's
 timings and lists the others' under "repeats"). A
 peer that is not installed or fails becomes a row with its status and message. The JSON holds the
 machine (device, jax/jaxlib/torch/cuDNN versions, git commit) and every row; the last thing printed
@@ -90,7 +90,7 @@ PARALLEL_SCAN_VARIANTS += ("lstm sequential",)  # = parallel_scan.VARIANTS (that
 def plan(configs, cells, device: str, tiny: bool, sections=None) -> tuple[list[dict], list[dict], list[dict]]:
     """(torch jobs, JAX jobs, rows that are not run), the JAX jobs in order of importance: peers, bf16,
     parallel scan, decoding, the custom VJP, the unroll sweep, and last the unroll factors that compile
-    long; only those of ``sections`` (default: all)."""
+    long; only those of ``sections`` (default: all), in the order ``sections`` lists them."""
     torch_jobs, jax_jobs, not_run, sweep, late = [], [], [], [], []
     pairs = [(config, cell) for config in configs for cell in cells]
     for section, dtype in (("peers", "float32"), ("bf16", "bfloat16")):
@@ -112,10 +112,13 @@ def plan(configs, cells, device: str, tiny: bool, sections=None) -> tuple[list[d
         jax_jobs.append(job("bf16", "rnnjax bf16 params", config, cell, peer="rnnjax", **bf16_params))
         sweep += [job("unroll", "rnnjax", config, cell, unroll=k) for k in UNROLLS.get(config, (1, 8, 32))]
         late += [job("unroll", "rnnjax", config, cell, unroll=k) for k in LATE_UNROLLS.get(config, ())]
-    custom = [{"section": "custom_vjp", "config": config} for config in configs]
+    custom = [{"section": "custom_vjp", "config": config, "cell": cell} for config, cell in pairs]
     jax_jobs += parallel_scan_and_decode_jobs(tiny) + custom + sweep + late
-    if sections is not None:
-        chosen = ([one for one in jobs if one["section"] in sections] for jobs in (torch_jobs, jax_jobs, not_run))
+    if sections is not None:  # only these, and in this order (each section's own order kept)
+        chosen = (
+            sorted((one for one in jobs if one["section"] in sections), key=lambda one: sections.index(one["section"]))
+            for jobs in (torch_jobs, jax_jobs, not_run)
+        )
         torch_jobs, jax_jobs, not_run = chosen
     return torch_jobs, jax_jobs, not_run
 
@@ -208,7 +211,7 @@ def jax_runner(spec: dict):
             scan_args = types.SimpleNamespace(**scan_size, repeats=spec["repeats"])
             return parallel_scan.measure(one["variant"], one["steps"], scan_args)
         if one["section"] == "custom_vjp":
-            return {"grad": custom_vjp.measure(peers.CONFIGS[one["config"]], spec["repeats"])}
+            return {"grad": custom_vjp.measure(peers.CONFIGS[one["config"]], spec["repeats"], one.get("cell", "lstm"))}
         if one["section"] == "decode":
             size = {k: decode_size[k] for k in ("vocab", "embed", "hidden", "batch")}
             model[:] = model or [decode.setup(**size)]
@@ -528,8 +531,10 @@ def ratio_table(rows) -> tuple[list[str], list[list[str]]]:
 def custom_vjp_table(rows) -> tuple[list[str], list[list[str]]]:
     found = [r for r in rows if r["section"] == "custom_vjp" and r["status"] == "ok"]
     names = list(dict.fromkeys(name for r in found for name in r["grad"]))
-    body = [[r["config"], *(number(r["grad"].get(n, {}).get("ms")) for n in names)] for r in found]
-    return ["config", *(f"{n} ms" for n in names)], body
+    body = [
+        [r["config"], r.get("cell", "lstm"), *(number(r["grad"].get(n, {}).get("ms")) for n in names)] for r in found
+    ]
+    return ["config", "cell", *(f"{n} ms" for n in names)], body
 
 
 def ratio(a, b) -> str:
@@ -618,7 +623,9 @@ def main(argv=None):
     parser.add_argument(
         "--tests-paths", nargs="+", default=["tests/", "rnnjax/"], help="what pytest runs (default: tests/ rnnjax/)"
     )
-    parser.add_argument("--sections", nargs="+", choices=list(TABLES), help="run only these sections (default: all)")
+    parser.add_argument(
+        "--sections", nargs="+", choices=list(TABLES), help="run only these sections, in this order (default: all)"
+    )
     parser.add_argument("--merge", nargs="+", type=Path, help="merge these results of one commit into --out, and stop")
     parser.add_argument("--out", type=Path, help="default results/gpu.json (results/gpu_smoke.json: --tiny or CPU)")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)

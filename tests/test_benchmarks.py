@@ -168,3 +168,20 @@ def test_gpu_merge_keeps_the_first_measurement_and_lists_repeats(tmp_path):
     paths[1].write_text(json.dumps({**second, "git": {"commit": "def5678", "dirty": False}}))
     run = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "different commits" in run.stderr
+
+
+def test_gpu_sections_run_in_the_order_given(monkeypatch):
+    """gpu.py --sections custom_vjp bf16: only those rows, the custom VJP's first (a short run's priorities)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import gpu
+
+    torch_jobs, jax_jobs, _ = gpu.plan(["S", "G"], ["lstm", "gru"], "cpu", tiny=True, sections=["custom_vjp", "bf16"])
+    sections = [one["section"] for one in jax_jobs]
+    assert sections == ["custom_vjp"] * 4 + ["bf16"] * 8
+    assert {one["section"] for one in torch_jobs} == {"bf16"}
+    assert [(one["config"], one["cell"]) for one in jax_jobs[:4]] == [
+        ("S", "lstm"),
+        ("S", "gru"),
+        ("G", "lstm"),
+        ("G", "gru"),
+    ]
