@@ -130,7 +130,8 @@ class RecurrentWeightCell(Cell, Protocol):
     where ``recur_with_factors`` returns ``recur``'s ``(carry, y)`` and that step's ``factors`` (an LSTM's
     ``h_{t-1}``, as ``z = u + h_{t-1} W_h``). ``unroll``'s hoisted path then keeps ``w_h``'s gradient out of
     the backward loop and computes it after the loop as one matmul over all steps (and, under
-    ``vmap``, all sequences) instead of one small matmul per step.
+    ``vmap``, all sequences) instead of one small matmul per step, where
+    ``recurrence.DEFER_WEIGHT_GRADIENT`` says so. The params are a NamedTuple with a ``w_h`` field.
     """
 
     def recur_with_factors(
