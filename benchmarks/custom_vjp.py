@@ -122,12 +122,13 @@ def rnnjax_loss(cell, hoist, params, xs, target):
 def compiled_rnnjax_grad(cell, hoist, defer, *args):
     """``jit(grad(rnnjax_loss))``, compiled with ``DEFER_WEIGHT_GRADIENT`` set to ``defer`` on this backend."""
     table, backend = rj.recurrence.DEFER_WEIGHT_GRADIENT, jax.default_backend()
-    saved = table.get(backend)
+    saved = dict(table)
     table[backend] = defer
     try:
         return jax.jit(jax.grad(partial(rnnjax_loss, cell, hoist))).lower(*args).compile()
     finally:
-        table[backend] = saved
+        table.clear()
+        table.update(saved)
 
 
 def check_gradients() -> float:

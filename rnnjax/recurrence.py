@@ -112,7 +112,7 @@ def _scan(
         coefficients = cell.coefficients(params, cell.project(params, xs))
         return loop(_without_factors(_linear_step), params, carry, coefficients, **masking)[0]
     us = cell.project(params, xs)
-    if _defers_weight_gradient(cell):
+    if _defers_weight_gradient(cell, us.dtype):
         return _scan_deferring_weight_gradient(cell, loop, params, carry, us, **masking)
     return loop(_without_factors(cell.recur), params, carry, us, **masking)[0]
 
@@ -153,12 +153,15 @@ def _loop(step_fn, params, carry, inputs, *, valid, reverse, unroll, last_output
     return (carry, ys), factors
 
 
-def _defers_weight_gradient(cell: Cell) -> bool:
+def _defers_weight_gradient(cell: Cell, dtype) -> bool:
     """Whether the hoisted path takes ``cell``'s recurrent weight gradient out of the backward loop: where
     ``DEFER_WEIGHT_GRADIENT`` says so for this backend, for a :class:`~rnnjax.typing.RecurrentWeightCell`
     whose ``recur`` is the one its ``recur_with_factors`` belongs to (a subclass that overrides only
-    ``recur`` keeps plain autodiff)."""
+    ``recur`` keeps plain autodiff), unless it computes in float16: there the weight's share of the
+    input tangent would be float16, where autodiff keeps that backward in float32 (numerics.matmul)."""
     if not DEFER_WEIGHT_GRADIENT.get(jax.default_backend(), False) or not isinstance(cell, RecurrentWeightCell):
+        return False
+    if jnp.dtype(dtype) == jnp.float16:
         return False
     mro = type(cell).__mro__
     owner = next(c for c in mro if "recur" in vars(c))
@@ -175,7 +178,9 @@ def _scan_deferring_weight_gradient(cell: RecurrentWeightCell, loop, params, car
     the backward pass, this is ``dw_h = factors^T du``: ONE matmul over all steps, and under ``jax.vmap``
     over all sequences too (``dw_h`` is not batched, so the batch becomes rows of that matmul, not a
     per-sequence gradient). ``du`` is the cotangent of ``us`` that the input kernel's gradient needs
-    anyway. Values and every derivative (forward, reverse, higher order) are autodiff's.
+    anyway. Values and every derivative (forward, reverse, higher order) are autodiff's; in bfloat16 the
+    weight's share of the input tangent is rounded to bfloat16 with it (one rounding more than autodiff).
+    Under ``remat`` each checkpointed chunk has its own rule: one matmul per chunk.
     """
 
     def run(w_h, rest, carry, us, last_output, valid, noise):  # (_scan's result, factors)

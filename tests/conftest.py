@@ -105,6 +105,15 @@ def equations(jaxpr, primitive: str) -> list:
     return found
 
 
+def scan_carry_shapes(jaxpr) -> list:
+    """The carry shapes of every scan in ``jaxpr``, nested ones too (a backward loop's accumulators among them)."""
+    shapes = []
+    for eqn in equations(jaxpr, "scan"):
+        num_consts, num_carry = eqn.params["num_consts"], eqn.params["num_carry"]
+        shapes += [v.aval.shape for v in eqn.invars[num_consts : num_consts + num_carry]]
+    return shapes
+
+
 def assert_torch_state_is(state, original, merged_biases=True):
     """``interop.to_torch``'s state dict against the torch module's (``original``, numpy): torch's names in
     torch's order, exact weights; with ``merged_biases`` (rnnjax keeps one bias where torch has two),

@@ -10,7 +10,7 @@ import pytest
 from jax import test_util
 
 import rnnjax as rj
-from conftest import CELLS, INPUT_SIZE, equations, random_params
+from conftest import CELLS, INPUT_SIZE, random_params, scan_carry_shapes
 
 # every RecurrentWeightCell in the catalogue, and a stack of two (which is not one: plain autodiff)
 DEFERRING = ["elman", "jordan", "lstm", "lstm_peephole", "lstm_proj", "gru", "gru_cho"]
@@ -49,7 +49,15 @@ def assert_trees_close(got, want, **tol):
         np.testing.assert_allclose(g, w, **tol)
 
 
-@pytest.mark.parametrize("name", [*DEFERRING, "stacked"])
+# the default suite compares the cells whose factors differ (the additive h_{t-1} of the LSTM, its projection,
+# the GRU's two reset variants); the slow suite all of them
+IN_THE_DEFAULT_SUITE = {"lstm", "lstm_proj", "gru", "gru_cho"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in IN_THE_DEFAULT_SUITE else pytest.param(n, marks=pytest.mark.slow) for n in [*DEFERRING, "stacked"]],
+)
 @pytest.mark.parametrize(
     "options",
     [
@@ -106,18 +114,10 @@ def test_second_derivatives(x64, defer_weight_gradient):
     test_util.check_grads(lambda p, x: gru_loss(p, x, True), (params, xs[0, :4]), order=2, modes=("fwd", "rev"))
 
 
-def scan_carry_shapes(jaxpr) -> list:
-    """The carry shapes of every scan in ``jaxpr``, nested ones too."""
-    shapes = []
-    for eqn in equations(jaxpr, "scan"):
-        num_consts, num_carry = eqn.params["num_consts"], eqn.params["num_carry"]
-        shapes += [v.aval.shape for v in eqn.invars[num_consts : num_consts + num_carry]]
-    return shapes
-
-
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", DEFERRING)
 def test_the_backward_loop_carries_no_weight_gradient(name, monkeypatch):
-    """Autodiff's backward loop carries a ``w_h``-shaped gradient accumulator; the deferred one does not."""
+    """Autodiff's backward loop carries a ``w_h``-shaped gradient accumulator; the deferred one does not (so
+    the table turns the deferred path on for every cell that the equality tests above compare)."""
     cell = CELLS[name]
     params = random_params(cell)
     xs = jax.random.normal(jax.random.key(3), (BATCH, T, INPUT_SIZE))

@@ -108,6 +108,17 @@ class HiddenCarry(NamedTuple):
     h: Array  # [..., h]
 
 
+class AdditiveRecurrentWeight:
+    """For a cell whose pre-activation is ``u + factors @ w_h`` (LSTM, Elman, Jordan): the ``weight_tangent`` of
+    :class:`~rnnjax.typing.RecurrentWeightCell`, next to the cell's ``recur_with_factors``."""
+
+    def weight_tangent(self, factors: Array, d_w_h: Array, dtype) -> Array:
+        """The change of a step's projected input ``u`` that acts as the change ``d_w_h`` of ``params.w_h``:
+        ``factors @ d_w_h``, in the precision and dtype of the recurrent matmul. ``factors`` may carry
+        leading step and batch axes: ``unroll`` calls this once for the whole sequence."""
+        return numerics.matmul_weight_tangent(factors, d_w_h, dtype, self.precision)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BaseCell:
     """Shared machinery; every field is a static hyper-parameter.
@@ -196,16 +207,6 @@ class BaseCell:
             mask(k_rec, self.recurrent_dropout, carry.h.shape[-1]) if self.recurrent_dropout > 0 else None,
             _zoneout_masks(k_zone, self.zoneout, carry, num_steps) if self.zoneout > 0 else None,
         )
-
-    def weight_tangent(self, factors: Array, d_w_h: Array, dtype) -> Array:
-        """The change of a step's projected input ``u`` that acts as the change ``d_w_h`` of ``params.w_h``.
-
-        For a cell whose pre-activation is ``u + factors @ w_h`` (LSTM, Elman, Jordan; their
-        ``recur_with_factors`` returns ``factors``, :class:`~rnnjax.typing.RecurrentWeightCell`) it is
-        ``factors @ d_w_h``, in the precision and dtype of the recurrent matmul. ``factors`` may carry
-        leading step and batch axes: ``unroll`` calls this once for the whole sequence.
-        """
-        return numerics.matmul_weight_tangent(factors, d_w_h, dtype, self.precision)
 
     def _zone_out(self, old: Carry, new: Carry, noise: StepNoise | None) -> Carry:
         """Zoneout of the carry: ``new`` where no unit is zoned out (rate 0); in training the units whose

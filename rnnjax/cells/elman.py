@@ -7,7 +7,14 @@ from typing import ClassVar, NamedTuple
 import jax.numpy as jnp
 
 from rnnjax._src import numerics
-from rnnjax.cells.base import BaseCell, HiddenCarry, StepNoise, accumulation_dtype, params_checked
+from rnnjax.cells.base import (
+    AdditiveRecurrentWeight,
+    BaseCell,
+    HiddenCarry,
+    StepNoise,
+    accumulation_dtype,
+    params_checked,
+)
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -21,7 +28,7 @@ class ElmanParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class ElmanCell(BaseCell):
+class ElmanCell(AdditiveRecurrentWeight, BaseCell):
     r"""Elman's simple recurrent network (= torch ``nn.RNN``, Keras ``SimpleRNN``).
 
     .. math::  h_t = \phi(x_t W_i + h_{t-1} W_h + b), \qquad y_t = h_t
@@ -64,7 +71,6 @@ class ElmanCell(BaseCell):
         b = jnp.zeros((self.hidden_size,), self.param_dtype)
         return ElmanParams(w_i, w_h, b, self._init_carry0())
 
-    @params_checked
     def recur(
         self, params: ElmanParams, carry: HiddenCarry, u: Array, noise: StepNoise | None = None
     ) -> tuple[HiddenCarry, Array]:

@@ -74,7 +74,6 @@ class GRUCell(BaseCell):
         b_h = jnp.zeros_like(b) if self.reset_after else None
         return GRUParams(w_i, w_h, b, b_h, self._init_carry0())
 
-    @params_checked
     def recur(
         self, params: GRUParams, carry: HiddenCarry, u: Array, noise: StepNoise | None = None
     ) -> tuple[HiddenCarry, Array]:

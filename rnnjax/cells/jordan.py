@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax._src import checks, numerics
-from rnnjax.cells.base import BaseCell, accumulation_dtype, params_checked
+from rnnjax.cells.base import AdditiveRecurrentWeight, BaseCell, accumulation_dtype, params_checked
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -28,7 +28,7 @@ class JordanParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class JordanCell(BaseCell):
+class JordanCell(AdditiveRecurrentWeight, BaseCell):
     r"""Jordan network: the hidden layer sees context units fed from the previous output.
 
     .. math::
@@ -100,7 +100,6 @@ class JordanCell(BaseCell):
             carry0=self._init_carry0(),
         )
 
-    @params_checked
     def recur(self, params: JordanParams, carry: JordanCarry, u: Array) -> tuple[JordanCarry, Array]:
         """One step from the projected input ``u: [..., h]``; returns ``y: [..., o]``.
 
@@ -116,7 +115,11 @@ class JordanCell(BaseCell):
 
     @params_checked
     def recur_with_factors(
-        self, params: JordanParams, carry: JordanCarry, u: Array, noise: None = None
+        self,
+        params: JordanParams,
+        carry: JordanCarry,
+        u: Array,
+        noise=None,  # a Jordan cell has no training noise
     ) -> tuple[JordanCarry, Array, Array]:
         """:meth:`recur`, and the context that meets ``w_h``, for :class:`~rnnjax.typing.RecurrentWeightCell`."""
         dtype = u.dtype

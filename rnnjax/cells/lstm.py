@@ -8,7 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax._src import checks, numerics
-from rnnjax.cells.base import BaseCell, StepNoise, accumulation_dtype, params_checked, short_repr
+from rnnjax.cells.base import (
+    AdditiveRecurrentWeight,
+    BaseCell,
+    StepNoise,
+    accumulation_dtype,
+    params_checked,
+    short_repr,
+)
 from rnnjax.typing import Array, PRNGKey
 
 
@@ -47,7 +54,7 @@ class ProjectedLSTMParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class LSTMCell(BaseCell):
+class LSTMCell(AdditiveRecurrentWeight, BaseCell):
     r"""Long short-term memory, gate order i, f, g, o, one bias (as Keras; torch's two summed).
 
     .. math::
@@ -171,7 +178,6 @@ class LSTMCell(BaseCell):
             )
         super().check_params(params)
 
-    @params_checked
     def recur(
         self, params: LSTMParams, carry: LSTMCarry, u: Array, noise: StepNoise | None = None
     ) -> tuple[LSTMCarry, Array]:
