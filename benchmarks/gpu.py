@@ -532,9 +532,15 @@ def custom_vjp_table(rows) -> tuple[list[str], list[list[str]]]:
     found = [r for r in rows if r["section"] == "custom_vjp" and r["status"] == "ok"]
     names = list(dict.fromkeys(name for r in found for name in r["grad"]))
     body = [
-        [r["config"], r.get("cell", "lstm"), *(number(r["grad"].get(n, {}).get("ms")) for n in names)] for r in found
+        [
+            r["config"],
+            r.get("cell", "lstm"),
+            *(number(r["grad"].get(n, {}).get("ms")) for n in names),
+            number(r["grad"].get("rnnjax deferred", {}).get("x_baseline"), 2),
+        ]
+        for r in found
     ]
-    return ["config", "cell", *(f"{n} ms" for n in names)], body
+    return ["config", "cell", *(f"{n} ms" for n in names), "deferred / hoisted"], body
 
 
 def ratio(a, b) -> str:
