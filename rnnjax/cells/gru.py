@@ -122,8 +122,9 @@ class GRUCell(BaseCell):
 
     def weight_tangent(self, factors: tuple[Array, Array], d_w_h: Array, dtype) -> Array:
         """The change of ``u`` that acts as the change ``d_w_h`` of ``w_h``, for
-        :class:`~rnnjax.typing.RecurrentWeightCell`: ``h_{t-1} dW_h`` in the r and z blocks; in the n block ``r * (h_{t-1} dW_hn)`` (reset-after, where
-        ``u_n`` meets ``r * h_{t-1} W_hn``) or ``(r * h_{t-1}) dW_hn`` (reset-before)."""
+        :class:`~rnnjax.typing.RecurrentWeightCell`: ``h_{t-1} dW_h`` in the r and z blocks; in the n block
+        ``r * (h_{t-1} dW_hn)`` (reset-after, where ``u_n`` meets ``r * h_{t-1} W_hn``) or
+        ``(r * h_{t-1}) dW_hn`` (reset-before)."""
         h_in, n_factor = factors
         two = 2 * self.hidden_size
         d_rz = numerics.matmul_weight_tangent(h_in, d_w_h[:, :two], dtype, self.precision)
