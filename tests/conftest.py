@@ -6,6 +6,7 @@ import functools
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -88,6 +89,18 @@ def randomize(params, key, scale=0.5):
     return treedef.unflatten(
         [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
     )
+
+
+def as_float64(tree):
+    """Every leaf of ``tree`` cast to float64 (under the ``x64`` fixture or ``jax.enable_x64``)."""
+    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), tree)
+
+
+def assert_trees_close(a, b, **tol):
+    """Same tree structure and every leaf close (``np.testing.assert_allclose``'s ``rtol``, ``atol``)."""
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, **tol)
 
 
 def equations(jaxpr, primitive: str) -> list:

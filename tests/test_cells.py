@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jax import test_util
 
 import rnnjax as rj
-from conftest import CELLS, INPUT_SIZE, random_params, randomize
+from conftest import CELLS, INPUT_SIZE, as_float64, random_params, randomize
 
 
 def num_params(params):
@@ -77,7 +77,7 @@ def test_step_is_recur_of_project(cell):
 
 def test_step_gradients_float64(cell, x64):
     params = random_params(cell)
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
+    params = as_float64(params)
     carry = jax.tree_util.tree_map(lambda c: c + 0.2, cell.initial_carry(params))
     x = jax.random.normal(jax.random.key(2), (INPUT_SIZE,), jnp.float64)
     step = jax.jit(cell.step)

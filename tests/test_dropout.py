@@ -12,7 +12,7 @@ import pytest
 from jax.test_util import check_grads
 
 import rnnjax as rj
-from conftest import BOTH_PATHS_HOISTED_SLOW
+from conftest import BOTH_PATHS_HOISTED_SLOW, as_float64
 
 F, H, T = 3, 5, 6
 RATES = {"dropout": 0.4, "recurrent_dropout": 0.3, "zoneout": 0.25}
@@ -228,7 +228,7 @@ def test_stacked_cell_trains_each_cell_with_its_own_noise(hoist, x64):
     acts on that cell's input: the same as stepping the cells by hand with those masks."""
     stacked = rj.StackedCell([rj.LSTMCell(H, **RATES), rj.GRUCell(4, dropout=0.5, zoneout=0.3)])
     params = stacked.init(jax.random.key(0), F)
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
+    params = as_float64(params)
     xs, key = xs64(), jax.random.key(8)
     carry, ys = rj.unroll(stacked, params, xs, key=key, hoist=hoist)
     noise = stacked.sequence_noise(key, params, T)

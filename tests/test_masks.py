@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnnjax as rj
-from conftest import BOTH_PATHS_HOISTED_SLOW, CELLS, INPUT_SIZE, random_params
+from conftest import BOTH_PATHS_HOISTED_SLOW, CELLS, INPUT_SIZE, as_float64, random_params
 
 T = 7
 HOLES = np.array([False, True, True, False, True, False, True])  # left padding, holes, a masked last step
@@ -32,7 +32,7 @@ def loop(cell, params, xs, valid, reverse=False, masked_output="zeros", carry=No
 
 
 def params64(cell):
-    return jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), random_params(cell))
+    return as_float64(random_params(cell))
 
 
 def to64(params):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnnjax as rj
-from conftest import randomize
+from conftest import as_float64, randomize
 
 F, H, T = 3, 5, 7
 
@@ -100,7 +100,7 @@ def torch_module(torch, cell, params):
     ids=["rnn_tanh", "rnn_relu", "lstm", "gru"],
 )
 def test_matches_torch_float64(torch, cell, x64):
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), _params(cell))
+    params = as_float64(_params(cell))
     xs = _xs(jnp.float64)
     h0 = jax.random.normal(jax.random.key(3), (H,), jnp.float64) * 0.5
     module = torch_module(torch, cell, params)

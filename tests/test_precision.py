@@ -19,7 +19,7 @@ import pytest
 from jax import lax
 
 import rnnjax as rj
-from conftest import CELLS, INPUT_SIZE, equations, random_params, scan_carry_shapes
+from conftest import CELLS, INPUT_SIZE, as_float64, equations, random_params, scan_carry_shapes
 
 # mean |error| (max |error|) of every output of an LSTM(32) on N(0, 1) inputs of size 16, batch 4,
 # against float64, at T = 100 and 2,000; measured: full 1.6e-8 (1.6e-7), TF32 3.6e-5 (4.5e-4),
@@ -152,8 +152,7 @@ def _lstm_gradient_error(cell, num_steps, hoist=None):
 
     got = grad(cell, params, xs, target)
     with jax.enable_x64(True):
-        as64 = lambda tree: jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), tree)  # noqa: E731
-        want = grad(reference, as64(params), as64(xs), as64(target))
+        want = grad(reference, as_float64(params), as_float64(xs), as_float64(target))
     return np.linalg.norm(got - want) / np.linalg.norm(want)
 
 
@@ -193,7 +192,7 @@ def _lstm_errors(cell, num_steps):
     xs = jax.random.normal(jax.random.key(1), (4, num_steps, 16))
     got = jax.jit(jax.vmap(lambda x: rj.unroll(cell, params, x)[1]))(xs).astype(jnp.float32)
     with jax.enable_x64(True):
-        params64 = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
+        params64 = as_float64(params)
         want = jax.jit(jax.vmap(lambda x: rj.unroll(reference, params64, x.astype(jnp.float64))[1]))(xs)
         err = np.abs(np.asarray(got, np.float64) - np.asarray(want))
     return err.mean(), err.max()

@@ -9,7 +9,7 @@ import pytest
 from jax import test_util
 
 import rnnjax as rj
-from conftest import BOTH_PATHS_HOISTED_SLOW, CELLS, INPUT_SIZE, random_params
+from conftest import BOTH_PATHS_HOISTED_SLOW, CELLS, INPUT_SIZE, as_float64, assert_trees_close, random_params
 
 T = 9
 
@@ -22,12 +22,6 @@ def loop_unroll(cell, params, xs, carry, length=None, reverse=False):
         carry, ys[t] = cell.step(params, carry, xs[t])
     zero = jnp.zeros_like(cell.step(params, carry, xs[0])[1])
     return carry, jnp.stack([zero if y is None else y for y in ys])
-
-
-def assert_trees_close(a, b, **tol):
-    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        np.testing.assert_allclose(x, y, **tol)
 
 
 def inputs(seed=0, num_steps=T):
@@ -137,7 +131,7 @@ def test_remat_gradients_equal_plain_bptt(name, hoist):
 @pytest.mark.parametrize("name", ["elman", "lstm", "gru_cho", "stacked", "mingru"])
 def test_unroll_gradients_float64(name, hoist, x64):
     cell = CELLS[name]
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), random_params(cell))
+    params = as_float64(random_params(cell))
     xs = inputs(6, num_steps=6).astype(jnp.float64)
 
     @jax.jit
@@ -182,7 +176,7 @@ def test_parallel_scan_equals_sequential(name, num_steps, x64):
 
 def test_parallel_scan_float64_is_exact_to_rounding(x64):
     cell = rj.MinGRUCell(5, param_dtype=jnp.float64)
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), random_params(CELLS["mingru"]))
+    params = as_float64(random_params(CELLS["mingru"]))
     xs = jax.random.normal(jax.random.key(8), (4096, INPUT_SIZE), jnp.float64)
     seq = jit_unroll(cell, params, xs, None)[1]
     par = jit_unroll(cell, params, xs, None, parallel=True)[1]
@@ -198,7 +192,7 @@ def test_dtypes_flow_through_unroll(x64):
     # float64 inputs promote float32 params; a float32 initial carry is cast, no scan mismatch
     carry, ys = rj.unroll(cell, params32, inputs().astype(jnp.float64), cell.initial_carry(params32))
     assert ys.dtype == jnp.float64 and carry.c.dtype == jnp.float64
-    params64 = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params32)
+    params64 = as_float64(params32)
     assert rj.unroll(cell, params64, inputs())[1].dtype == jnp.float64
 
 

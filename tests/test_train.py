@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import rnnjax as rj
-from conftest import random_params
+from conftest import as_float64, assert_trees_close, random_params
 
 GRAD_CELLS = {
     "elman": rj.ElmanCell(4),
@@ -31,15 +31,10 @@ def mse(y, target):
 
 
 def float64_problem(cell, num_steps=12, seed=0):
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), random_params(cell, seed=seed))
+    params = as_float64(random_params(cell, seed=seed))
     xs = jax.random.normal(jax.random.key(seed + 10), (num_steps, 3), jnp.float64)
     targets = jax.random.normal(jax.random.key(seed + 11), (num_steps, cell.output_size), jnp.float64)
     return params, xs, targets
-
-
-def assert_trees_close(a, b, **tol):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        np.testing.assert_allclose(x, y, **tol)
 
 
 # --- train steps -------------------------------------------------------------------------------

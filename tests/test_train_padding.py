@@ -17,7 +17,7 @@ from jax.experimental import checkify
 from jax.test_util import check_grads
 
 import rnnjax as rj
-from conftest import random_params
+from conftest import as_float64, random_params
 
 CELLS = {
     "elman": rj.ElmanCell(4),
@@ -33,7 +33,7 @@ def mse(y, target):
 
 def padded_problem(cell, seed=0):
     """float64 params, and ``xs [13, 3]``, ``targets [13, o]`` whose last 4 steps are random padding."""
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), random_params(cell, seed=seed))
+    params = as_float64(random_params(cell, seed=seed))
     xs = jax.random.normal(jax.random.key(seed + 10), (NUM_STEPS, 3), jnp.float64)
     targets = jax.random.normal(jax.random.key(seed + 11), (NUM_STEPS, cell.output_size), jnp.float64)
     return params, xs, targets

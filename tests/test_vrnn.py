@@ -14,6 +14,7 @@ from jax import test_util
 from jax.flatten_util import ravel_pytree
 
 import rnnjax as rj
+from conftest import as_float64
 from rnnjax import vrnn
 from rnnjax.vrnn import VRNN, AutoregressiveRNN
 
@@ -210,7 +211,7 @@ def test_gradient_reaches_early_inputs():
 
 def test_check_grads_in_float64(x64):
     model = VRNN(x_size=2, z_size=2, hidden_size=3, x_features=3, z_features=2, dense_size=4, activation="tanh")
-    params = jax.tree_util.tree_map(lambda v: v.astype(jnp.float64), init(model))
+    params = as_float64(init(model))
     xs = data(t=3).astype(jnp.float64)
     key = jax.random.key(6)  # fixed: the ELBO at fixed noise is a smooth function of params and xs
     # one flat vector of params and inputs: check_grads's finite differences then run as few eager ops

@@ -10,16 +10,12 @@ import pytest
 from jax import test_util
 
 import rnnjax as rj
-from conftest import CELLS, INPUT_SIZE, random_params, scan_carry_shapes
+from conftest import CELLS, INPUT_SIZE, as_float64, assert_trees_close, random_params, scan_carry_shapes
 
 # every RecurrentWeightCell in the catalogue, and a stack of two (which is not one: plain autodiff)
 DEFERRING = ["elman", "jordan", "lstm", "lstm_peephole", "lstm_proj", "gru", "gru_cho"]
 BATCH, T = 3, 8
 LENGTHS = jnp.array([8, 5, 1])
-
-
-def as_float64(tree):
-    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), tree)
 
 
 def batch_loss(cell, hoist, options, key=None):
@@ -41,12 +37,6 @@ def case(cell):
     xs = jax.random.normal(jax.random.key(3), (BATCH, T, INPUT_SIZE), jnp.float64)
     carry = jax.tree_util.tree_map(lambda c: c + 0.25, cell.initial_carry(params))
     return params, xs, carry
-
-
-def assert_trees_close(got, want, **tol):
-    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
-    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
-        np.testing.assert_allclose(g, w, **tol)
 
 
 # the default suite compares the LSTM (additive factors) and the GRU (the reset gate's); the slow suite all of
