@@ -26,7 +26,7 @@ def pytest_addoption(parser):
         action="store_true",
         default=False,
         help="unroll with the GPU's defaults on every backend (hoisted path, unroll 32, the weight gradient's "
-        "place): the accelerator path for the whole suite on the CPU",
+        "place, the fused kernel): the accelerator path for the whole suite on the CPU",
     )
 
 
@@ -37,6 +37,7 @@ def pytest_configure(config):
         recurrence.HOIST[jax.default_backend()] = recurrence.HOIST["gpu"]
         recurrence.UNROLL_FACTORS[jax.default_backend()] = recurrence.UNROLL_FACTORS["gpu"]
         recurrence.DEFER_WEIGHT_GRADIENT[jax.default_backend()] = recurrence.DEFER_WEIGHT_GRADIENT["gpu"]
+        recurrence.FUSED_KERNEL[jax.default_backend()] = recurrence.FUSED_KERNEL["gpu"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -32,6 +32,9 @@ hidden 256; G = batch 256, T 256, input 512, hidden 1024. Rows, LSTM and GRU at 
                    in-loop one: rnnjax's hoisted path with recurrence.DEFER_WEIGHT_GRADIENT on and off
                    (LSTM and GRU), and a hand-written custom VJP of a batched LSTM (benchmarks/custom_vjp.py;
                    issue 14, item 4)
+    fused          rnnjax's LSTM with the whole time loop (and the backward loop) in one Pallas kernel,
+                   recurrence.FUSED_KERNEL on (rnnjax.kernels; hidden sizes up to 128: S only), against
+                   rnnjax's defaults measured next to it, and torch from the peers section (issue 14, item 9)
 
 The rows run in worker processes, JAX in one and torch in another (never both in one process);
 a row that does not finish within --row-timeout seconds is killed (its worker is restarted for
@@ -80,6 +83,8 @@ SIZES = {  # the parallel-scan and decoding settings; --tiny takes the second
         {"vocab": 11, "embed": 4, "hidden": 8, "batch": 2, "max_len": 4, "beams": [1, 2]},
     ),
 }
+FUSED = "rnnjax fused kernel"
+FUSED_MAX_HIDDEN = 128  # = rnnjax.kernels.MAX_HIDDEN (this process does not import jax; a test checks)
 PARALLEL_SCAN_VARIANTS = ("mingru sequential", "mingru parallel", "minlstm sequential", "minlstm parallel")
 PARALLEL_SCAN_VARIANTS += ("lstm sequential",)  # = parallel_scan.VARIANTS (that module imports jax)
 
@@ -113,7 +118,16 @@ def plan(configs, cells, device: str, tiny: bool, sections=None) -> tuple[list[d
         sweep += [job("unroll", "rnnjax", config, cell, unroll=k) for k in UNROLLS.get(config, (1, 8, 32))]
         late += [job("unroll", "rnnjax", config, cell, unroll=k) for k in LATE_UNROLLS.get(config, ())]
     custom = [{"section": "custom_vjp", "config": config, "cell": cell} for config, cell in pairs]
-    jax_jobs += parallel_scan_and_decode_jobs(tiny) + custom + sweep + late
+    fused = [
+        one
+        for config in configs
+        if peers.CONFIGS[config]["hidden"] <= FUSED_MAX_HIDDEN
+        for one in (
+            job("fused", "rnnjax", config, "lstm"),
+            job("fused", FUSED, config, "lstm", peer="rnnjax", fused=True),
+        )
+    ]
+    jax_jobs += parallel_scan_and_decode_jobs(tiny) + custom + fused + sweep + late
     if sections is not None:  # only these, and in this order (each section's own order kept)
         chosen = (
             sorted((one for one in jobs if one["section"] in sections), key=lambda one: sections.index(one["section"]))
@@ -218,7 +232,7 @@ def jax_runner(spec: dict):
             return decode.measure(one["beam"], model[0], max_len=decode_size["max_len"], repeats=spec["repeats"])
         config = peers.CONFIGS[one["config"]]
         row = peers.run_jax(one["peer"], one["cell"], config, spec["repeats"], **one["options"])
-        if one["peer"] == "rnnjax" and "unroll" not in one["options"]:
+        if one["peer"] == "rnnjax" and "unroll" not in one["options"] and not one["options"].get("fused"):
             row["default_unroll"] = rnnjax_default_unroll(config["steps"])
         return row
 
@@ -543,6 +557,24 @@ def custom_vjp_table(rows) -> tuple[list[str], list[list[str]]]:
     return ["config", "cell", *(f"{n} ms" for n in names), "deferred / hoisted"], body
 
 
+def fused_table(rows) -> tuple[list[str], list[list[str]]]:
+    """The fused kernel against rnnjax's defaults (both in this section) and torch (peers section, if run)."""
+    body = []
+    for config, cell in groups(rows, "fused"):
+        fused, default = (find(rows, "fused", config=config, cell=cell, name=n) for n in (FUSED, "rnnjax"))
+        torch = find(rows, "peers", config=config, cell=cell, name="torch")
+        if fused is None:
+            continue
+        ratios = [
+            ratio(base[mode]["ms"], fused[mode]["ms"]) if base else "–"
+            for base in (default, torch)
+            for mode in ("fwd", "train")
+        ]
+        body.append([config, cell.upper(), timings(fused), timings(default), timings(torch), *ratios])
+    header = ["config", "cell", "fused kernel", "rnnjax defaults", "torch"]
+    return header + ["defaults/fused fwd", "defaults/fused train", "torch/fused fwd", "torch/fused train"], body
+
+
 def ratio(a, b) -> str:
     return "–" if a is None or b is None else f"{a / b:.2f}"
 
@@ -554,6 +586,7 @@ TABLES = {  # section -> title, table
     "parallel_scan": ("Parallel scan of the min cells (fwd / grad ms)", parallel_scan_table),
     "decode": ("Decoding (tokens/s)", decode_table),
     "custom_vjp": ("Layer gradient: the recurrent weight's gradient after the loop vs in it (ms)", custom_vjp_table),
+    "fused": ("The fused Pallas LSTM kernel (fwd / train ms)", fused_table),
 }
 
 

@@ -79,8 +79,9 @@ def peak_rss_mib() -> float:
 # --- JAX peers: each returns (forward(params, xs), loss(params, xs, target), params) --------------
 
 
-def jax_rnnjax(cell, config, key, unroll=None, dtype=None, param_dtype=None):
-    """rnnjax with its defaults, or with ``unroll=k`` and the cell's ``dtype`` / ``param_dtype`` (names)."""
+def jax_rnnjax(cell, config, key, unroll=None, dtype=None, param_dtype=None, fused=False):
+    """rnnjax with its defaults, or with ``unroll=k``, the cell's ``dtype`` / ``param_dtype`` (names), or
+    ``fused=True``: the hoisted path's fused Pallas kernel (rnnjax.kernels), where it supports the cell."""
     import jax
 
     import rnnjax as rj
@@ -91,9 +92,20 @@ def jax_rnnjax(cell, config, key, unroll=None, dtype=None, param_dtype=None):
     )
     params = rj_cell.init(key, config["input"])
     options = {} if unroll is None else {"unroll": unroll}
+    if fused and not rj.kernels.supports(rj_cell, params.w_h.dtype, config["hidden"]):
+        raise Missing(f"rnnjax.kernels does not run this cell (hidden {config['hidden']}, {params.w_h.dtype})")
+    if fused:
+        options["hoist"] = True
 
     def forward(params, xs):
-        return jax.vmap(lambda x: rj.unroll(rj_cell, params, x, **options)[1])(xs)
+        # the table is read while jit traces unroll: on for this row's traces only
+        backend = jax.default_backend()
+        fused_before = rj.recurrence.FUSED_KERNEL.get(backend, False)
+        rj.recurrence.FUSED_KERNEL[backend] = fused or fused_before
+        try:
+            return jax.vmap(lambda x: rj.unroll(rj_cell, params, x, **options)[1])(xs)
+        finally:
+            rj.recurrence.FUSED_KERNEL[backend] = fused_before
 
     return forward, params
 

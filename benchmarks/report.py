@@ -332,8 +332,13 @@ def gpu_section(report: dict, earlier: list[dict] = ()) -> list[str]:
             lines += [f"### {title}", ""]
         if measured(shown, section):
             lines += [*markdown_table(*table(shown["rows"])), ""]
-        else:
+        elif any(row["section"] == section for row in shown["rows"]):
             lines += ["Not measured yet (below: why).", ""]
+        else:
+            lines += [
+                f"Not measured yet: no GPU run has had this section (`python benchmarks/gpu.py --sections {section}`).",
+                "",
+            ]
         lines += [note, ""] if note else []
         if section == "peers":
             lines += ["Ratios (> 1: rnnjax faster):", "", *markdown_table(*gpu.ratio_table(shown["rows"])), ""]

@@ -52,7 +52,7 @@ __version__ = "0.1.0"
 # ``import rnnjax`` itself imports none of them): the data pipelines, converters (torch and keras
 # are imported inside them), Flax wrappers, data parallelism, the VRNN, locally recurrent networks,
 # the n-gram baseline, and the applications (``rj.apps.lm``, ``rj.apps.captioning``, ``rj.apps.speech``).
-_LAZY_SUBMODULES = ("apps", "data", "flax", "interop", "local", "ngram", "parallel", "vrnn")
+_LAZY_SUBMODULES = ("apps", "data", "flax", "interop", "kernels", "local", "ngram", "parallel", "vrnn")
 
 
 def __getattr__(name: str):

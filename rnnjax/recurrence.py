@@ -48,6 +48,13 @@ HOIST = {"cpu": False, "gpu": True, "tpu": True}
 # (LSTM and GRU, S and M, 2026-12-04); on GPUs and TPUs it is not measured yet (benchmarks/gpu.py measures
 # it). Another backend takes False.
 DEFER_WEIGHT_GRADIENT = {"cpu": False, "gpu": False, "tpu": False}
+# Whether the hoisted path runs an LSTM's whole time loop, and its backward loop, each in one fused
+# Pallas kernel (rnnjax.kernels: plain LSTMCell, float32, hidden size a power of two up to 128, no
+# dropout/zoneout, masked_output="zeros"; reverse-mode derivatives only). Off until it measures
+# faster: written for the launch-bound small sizes on GPUs, not measured on one yet (benchmarks/gpu.py
+# measures it); on the CPU it runs in Pallas' interpret mode (for tests only), and it is not written
+# for TPUs. Another backend takes False.
+FUSED_KERNEL = {"cpu": False, "gpu": False, "tpu": False}
 
 
 def default_hoist(backend: str | None = None) -> bool:
@@ -112,6 +119,8 @@ def _scan(
         coefficients = cell.coefficients(params, cell.project(params, xs))
         return loop(_without_factors(_linear_step), params, carry, coefficients, **masking)[0]
     us = cell.project(params, xs)
+    if _runs_fused_kernel(cell, params, us.dtype, last_output, noise):
+        return _fused_scan(cell, params, carry, us, valid, reverse)
     if _defers_weight_gradient(cell, us.dtype):
         return _scan_deferring_weight_gradient(cell, loop, params, carry, us, **masking)
     return loop(_without_factors(cell.recur), params, carry, us, **masking)[0]
@@ -151,6 +160,25 @@ def _loop(step_fn, params, carry, inputs, *, valid, reverse, unroll, last_output
         init = (carry, last_output)
         carry, (ys, factors) = lax.scan(body_repeating_last, init, scanned, reverse=reverse, unroll=unroll)
     return (carry, ys), factors
+
+
+def _runs_fused_kernel(cell: Cell, params: Params, dtype, last_output, noise) -> bool:
+    """Whether the hoisted path runs ``cell`` as :func:`rnnjax.kernels.lstm_sequence`: where
+    ``FUSED_KERNEL`` says so for this backend and the kernel supports the cell, without training noise
+    and with zeros at masked steps."""
+    if not FUSED_KERNEL.get(jax.default_backend(), False) or noise is not None or last_output is not None:
+        return False
+    from rnnjax import kernels  # Pallas is imported only where the table asks for it
+
+    return kernels.supports(cell, dtype, params.w_h.shape[0])
+
+
+def _fused_scan(cell: Cell, params: Params, carry: Carry, us: Array, valid: Array | None, reverse: bool):
+    """The hoisted LSTM scan as :func:`rnnjax.kernels.lstm_sequence`: ``(carry, ys)``."""
+    from rnnjax import kernels
+
+    ys, h, c = kernels.lstm_sequence(params.w_h, us, carry.h, carry.c, valid, reverse=reverse, precision=cell.precision)
+    return type(carry)(h, c), ys
 
 
 def _defers_weight_gradient(cell: Cell, dtype) -> bool:

@@ -56,7 +56,7 @@ def test_public_names_are_pinned():
 
 def test_public_submodules():
     core = ("attention", "decode", "losses", "metrics", "models", "recurrence", "train")
-    lazy = ("apps", "data", "flax", "interop", "local", "ngram", "parallel", "vrnn")
+    lazy = ("apps", "data", "flax", "interop", "kernels", "local", "ngram", "parallel", "vrnn")
     for name in (*core, *lazy):
         assert getattr(rj, name).__doc__, f"rj.{name} lacks a module docstring"
     for name in ("captioning", "cli", "lm", "speech"):

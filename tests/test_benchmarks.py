@@ -185,3 +185,19 @@ def test_gpu_sections_run_in_the_order_given(monkeypatch):
         ("G", "lstm"),
         ("G", "gru"),
     ]
+
+
+def test_gpu_plans_the_fused_kernel_where_it_runs(monkeypatch):
+    """gpu.py's fused section: the fused kernel and rnnjax's defaults next to it, at the sizes rnnjax.kernels
+    takes (gpu.py's copy of MAX_HIDDEN is the library's)."""
+    import rnnjax as rj
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import gpu
+
+    assert gpu.FUSED_MAX_HIDDEN == rj.kernels.MAX_HIDDEN
+    _, jax_jobs, _ = gpu.plan(["S", "M", "G"], ["lstm", "gru"], "cpu", tiny=False, sections=["fused"])
+    assert [(one["config"], one["name"], one["options"]) for one in jax_jobs] == [
+        ("S", "rnnjax", {}),
+        ("S", gpu.FUSED, {"fused": True}),
+    ]
