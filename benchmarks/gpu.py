@@ -32,9 +32,10 @@ hidden 256; G = batch 256, T 256, input 512, hidden 1024. Rows, LSTM and GRU at 
                    in-loop one: rnnjax's hoisted path with recurrence.DEFER_WEIGHT_GRADIENT on and off
                    (LSTM and GRU), and a hand-written custom VJP of a batched LSTM (benchmarks/custom_vjp.py;
                    issue 14, item 4)
-    fused          rnnjax's LSTM with the whole time loop (and the backward loop) in one Pallas kernel,
-                   recurrence.FUSED_KERNEL on (rnnjax.kernels; hidden sizes up to 128: S only), against
-                   rnnjax's defaults measured next to it, and torch from the peers section (issue 14, item 9)
+    fused          rnnjax's LSTM and GRU with the whole time loop (and the backward loop) in one Pallas
+                   kernel, recurrence.FUSED_KERNEL on (rnnjax.kernels; hidden sizes up to 128: S only),
+                   against rnnjax's defaults measured next to it, and torch from the peers section (issue 14,
+                   item 9)
 
 The rows run in worker processes, JAX in one and torch in another (never both in one process);
 a row that does not finish within --row-timeout seconds is killed (its worker is restarted for
@@ -120,12 +121,9 @@ def plan(configs, cells, device: str, tiny: bool, sections=None) -> tuple[list[d
     custom = [{"section": "custom_vjp", "config": config, "cell": cell} for config, cell in pairs]
     fused = [
         one
-        for config in configs
+        for config, cell in pairs
         if peers.CONFIGS[config]["hidden"] <= FUSED_MAX_HIDDEN
-        for one in (
-            job("fused", "rnnjax", config, "lstm"),
-            job("fused", FUSED, config, "lstm", peer="rnnjax", fused=True),
-        )
+        for one in (job("fused", "rnnjax", config, cell), job("fused", FUSED, config, cell, peer="rnnjax", fused=True))
     ]
     jax_jobs += parallel_scan_and_decode_jobs(tiny) + custom + fused + sweep + late
     if sections is not None:  # only these, and in this order (each section's own order kept)
@@ -586,7 +584,7 @@ TABLES = {  # section -> title, table
     "parallel_scan": ("Parallel scan of the min cells (fwd / grad ms)", parallel_scan_table),
     "decode": ("Decoding (tokens/s)", decode_table),
     "custom_vjp": ("Layer gradient: the recurrent weight's gradient after the loop vs in it (ms)", custom_vjp_table),
-    "fused": ("The fused Pallas LSTM kernel (fwd / train ms)", fused_table),
+    "fused": ("The fused Pallas kernels (fwd / train ms)", fused_table),
 }
 
 

@@ -1,26 +1,29 @@
-"""Fused recurrence kernels in Pallas: an LSTM layer's whole time loop in one GPU kernel.
+"""Fused recurrence kernels in Pallas: an LSTM's or a GRU's whole time loop in one GPU kernel.
 
 ``unroll``'s hoisted path runs one small matmul and a few elementwise kernels per step. At small
 sizes a GPU spends most of that step launching kernels, not computing (at S = batch 32, hidden 128,
-rnnjax's forward pass took 0.59 ms for 100 steps on an H200, cuDNN's 0.39 ms; docs/performance.md).
-:func:`lstm` runs every step inside ONE kernel: each program of the kernel takes a block of
-``BATCH_BLOCK`` sequences, keeps their ``h`` and ``c`` on chip for all steps and reads ``w_h`` from
-the GPU's cache at every step. Its backward pass is a second such kernel, which only propagates
-``dz_t W_h^T`` through time; the recurrent weight's gradient is then one matmul over all steps,
-``h_{t-1}^T dz_t``.
+rnnjax's LSTM forward pass took 0.59 ms for 100 steps on an H200, cuDNN's 0.39 ms; the GRU's 0.61 ms
+and 0.24 ms; docs/performance.md). :func:`lstm` and :func:`gru` run every step inside ONE kernel: each
+program of the kernel takes a block of ``BATCH_BLOCK`` sequences, keeps their carry on chip for all
+steps and reads the recurrent weight one gate's ``[h, h]`` slice at a time. The backward pass is a
+second such kernel, which runs the steps backwards and only propagates ``dz_t W_h^T``; the recurrent
+weight's gradient is then one matmul over all steps, ``sum_t h_{t-1}^T dz_t``.
 
-The kernels are written for the GPU (Pallas' Triton backend); on the CPU they run in Pallas' interpret
-mode (slow: for tests). :func:`lstm` is batched (``[b, t, 4h]``); :func:`lstm_sequence` is the same for
-one sequence, batched with ``jax.vmap`` as ``unroll`` is: under ``vmap`` it calls the batched kernels
-once for the whole batch (:func:`jax.custom_batching.custom_vmap`).
+The kernels are written for NVIDIA GPUs (Pallas' Triton backend); elsewhere they run in Pallas'
+interpret mode (slow: for tests). :func:`lstm` and :func:`gru` take a batch ``[b, t, g]``;
+:func:`lstm_sequence`, :func:`gru_sequence` and :func:`sequence` take one sequence and are batched
+with ``jax.vmap``, as ``unroll`` is: under ``vmap`` they call each kernel once for the whole batch
+(:func:`jax.custom_batching.custom_vmap`).
 
-``unroll`` takes this path where ``rnnjax.recurrence.FUSED_KERNEL`` says so for the backend (off
-everywhere until it measures faster; ``benchmarks/gpu.py`` measures it) and :func:`supports` the
-cell. Reverse mode only: ``jax.grad``, ``jax.vjp`` and ``vmap`` of them work, ``jax.jvp`` does not
-(as for any :func:`jax.custom_vjp`).
+``unroll``'s hoisted path calls :func:`sequence` where ``rnnjax.recurrence.FUSED_KERNEL`` says so for
+the backend (off everywhere until it measures faster; ``benchmarks/gpu.py --sections fused`` measures
+it) and :func:`supports` the cell. Reverse mode only: ``jax.grad``, ``jax.vjp`` and ``vmap`` of them
+work, ``jax.jvp`` does not (as for any :func:`jax.custom_vjp`).
 """
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +31,7 @@ from jax.custom_batching import custom_vmap
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pallas_triton
 
-from rnnjax.typing import Array
+from rnnjax.typing import Array, Carry, Params
 
 # Sequences per program of a kernel. A GPU matmul inside a kernel needs at least 16 rows.
 BATCH_BLOCK = 16
@@ -41,19 +44,57 @@ MAX_HIDDEN = 128
 
 
 def supports(cell, dtype, hidden_size: int) -> bool:
-    """Whether :func:`lstm` can run ``cell``: a plain :class:`~rnnjax.LSTMCell` (no peepholes, no
-    projection) computing in float32, with a power-of-two hidden size (the kernels' block shapes) from
-    16 to ``MAX_HIDDEN``."""
-    from rnnjax.cells.lstm import LSTMCell  # the cells import the recurrence, which imports this module
+    """Whether the kernels run ``cell``: a plain :class:`~rnnjax.LSTMCell` (no peepholes, no projection)
+    or a :class:`~rnnjax.GRUCell` with ``reset_after=True`` (the default), computing in float32, with a
+    power-of-two hidden size (the kernels' block shapes) from 16 to ``MAX_HIDDEN``.
 
+    Example:
+        >>> import jax.numpy as jnp, rnnjax as rj
+        >>> supports(rj.LSTMCell(128), jnp.float32, 128), supports(rj.LSTMCell(512), jnp.float32, 512)
+        (True, False)
+    """
     return (
-        type(cell) is LSTMCell
-        and not cell.peephole
-        and not cell.proj_size
+        _kind(cell) is not None
         and jnp.dtype(dtype) == jnp.float32
         and 16 <= hidden_size <= MAX_HIDDEN
         and hidden_size & (hidden_size - 1) == 0
     )
+
+
+def _kind(cell) -> str | None:
+    """ "lstm" or "gru" where the kernels compute exactly what ``cell.recur`` does, else None."""
+    from rnnjax.cells import GRUCell, LSTMCell  # the cells import the recurrence, which imports this module
+
+    if type(cell) is LSTMCell and not cell.peephole and not cell.proj_size:
+        return "lstm"
+    if type(cell) is GRUCell and cell.reset_after:
+        return "gru"
+    return None
+
+
+def sequence(cell, params: Params, us: Array, carry: Carry, valid: Array | None = None, *, reverse: bool = False):
+    """``cell``'s recurrence over one projected sequence ``us = cell.project(params, xs)`` in the fused
+    kernels, as ``unroll``'s hoisted path computes it: ``(carry, ys)``. ``valid``: ``[t]`` booleans, True
+    where a step runs (a masked step keeps the carry and outputs zeros). Batched with ``jax.vmap``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> cell = rj.GRUCell(16)
+        >>> params = cell.init(jax.random.key(0), 8)
+        >>> xs = jnp.ones((5, 8))
+        >>> carry, ys = sequence(cell, params, cell.project(params, xs), cell.initial_carry(params))
+        >>> bool(jnp.allclose(ys, rj.unroll(cell, params, xs, hoist=True)[1], atol=1e-5))
+        True
+    """
+    kind = _kind(cell)
+    if kind is None or not supports(cell, us.dtype, params.w_h.shape[0]):
+        raise ValueError(f"cell: the fused kernels do not run {cell!r} on {us.dtype} (see rnnjax.kernels.supports)")
+    options = {"reverse": reverse, "precision": cell.precision}
+    if kind == "lstm":
+        ys, h, c = lstm_sequence(params.w_h, us, carry.h, carry.c, valid, **options)
+        return type(carry)(h, c), ys
+    ys, h = gru_sequence(params.w_h, params.b_h, us, carry.h, valid, **options)
+    return type(carry)(h), ys
 
 
 def _interpret(interpret: bool | None) -> bool:
@@ -65,82 +106,72 @@ def _interpret(interpret: bool | None) -> bool:
     return interpret
 
 
-def _gate_columns(k: int, hidden: int):
+# --- the kernels: one block of sequences, every step ------------------------------------------------------
+
+
+def _gate(k: int, hidden: int):
+    """The columns of gate block ``k``."""
     return pl.ds(k * hidden, hidden)
 
 
-def _forward_kernel(
-    w_ref,
-    us_ref,
-    h0_ref,
-    c0_ref,
-    valid_ref,
-    ys_ref,
-    h_ref,
-    c_ref,
-    *residual_refs,
-    reverse,
-    precision,
-):
-    """One block of sequences, every step: ``z = u_t + h W_h``; ``c = f c + i g``; ``h = o tanh(c)``.
+def _times(a, w, precision):
+    """``a @ w`` in float32."""
+    return jnp.dot(a, w, precision=precision, preferred_element_type=jnp.float32)
 
-    Given ``residual_refs`` (for a gradient), saves for the backward kernel the gate activations and the
-    carry each step started from."""
+
+def _times_transposed(a, w, precision):
+    """``a @ w^T`` in float32."""
+    dims = (((1,), (1,)), ((), ()))
+    return jax.lax.dot_general(a, w, dims, precision=precision, preferred_element_type=jnp.float32)
+
+
+def _step_index(s, num_steps: int, reverse: bool, backward: bool):
+    """The time index of loop iteration ``s``: forward in time unless exactly one of ``reverse``/``backward``."""
+    return num_steps - 1 - s if reverse != backward else s
+
+
+def _lstm_forward_kernel(
+    w_ref, us_ref, h0_ref, c0_ref, valid_ref, ys_ref, h_ref, c_ref, *residual_refs, reverse, precision
+):
+    """``z = u_t + h W_h`` (gates i, f, g, o); ``c = f c + i g``; ``h = o tanh(c)``. Given ``residual_refs``
+    (for a gradient), saves the gate activations and the carry each step started from."""
     num_steps, hidden = us_ref.shape[1], h0_ref.shape[-1]
 
-    def preactivation(t, h, k):
-        columns = _gate_columns(k, hidden)
-        recurrent = jnp.dot(h, w_ref[:, columns], precision=precision, preferred_element_type=jnp.float32)
-        return us_ref[:, t, columns] + recurrent
+    def activation(t, h, k, fn):
+        return fn(us_ref[:, t, _gate(k, hidden)] + _times(h, w_ref[:, _gate(k, hidden)], precision))
 
     def body(s, carry):
         h, c = carry
-        t = num_steps - 1 - s if reverse else s
+        t = _step_index(s, num_steps, reverse, backward=False)
         ok = valid_ref[:, t][:, None] != 0
-        i = jax.nn.sigmoid(preactivation(t, h, 0))
-        f = jax.nn.sigmoid(preactivation(t, h, 1))
-        g = jnp.tanh(preactivation(t, h, 2))
-        o = jax.nn.sigmoid(preactivation(t, h, 3))
+        i, f, o = (activation(t, h, k, jax.nn.sigmoid) for k in (0, 1, 3))
+        g = activation(t, h, 2, jnp.tanh)
         new_c = f * c + i * g
         new_h = o * jnp.tanh(new_c)
         if residual_refs:
             gates_ref, h_prev_ref, c_prev_ref = residual_refs
             for k, gate in enumerate((i, f, g, o)):
-                gates_ref[:, t, _gate_columns(k, hidden)] = gate
+                gates_ref[:, t, _gate(k, hidden)] = gate
             h_prev_ref[:, t, :] = h
             c_prev_ref[:, t, :] = c
         ys_ref[:, t, :] = jnp.where(ok, new_h, 0.0)
         return jnp.where(ok, new_h, h), jnp.where(ok, new_c, c)
 
-    h, c = jax.lax.fori_loop(0, num_steps, body, (h0_ref[...], c0_ref[...]))
-    h_ref[...] = h
-    c_ref[...] = c
+    h_ref[...], c_ref[...] = jax.lax.fori_loop(0, num_steps, body, (h0_ref[...], c0_ref[...]))
 
 
-def _backward_kernel(
-    w_ref,
-    gates_ref,
-    c_prev_ref,
-    valid_ref,
-    dys_ref,
-    dh_ref,
-    dc_ref,
-    dus_ref,
-    dh0_ref,
-    dc0_ref,
-    *,
-    reverse,
-    precision,
+def _lstm_backward_kernel(
+    w_ref, gates_ref, c_prev_ref, valid_ref, dys_ref, dh_ref, dc_ref, dus_ref, dh0_ref, dc0_ref, *, reverse, precision
 ):
-    """The forward kernel's steps in the opposite order: ``dz_t`` from the saved gates, and
-    ``dh_{t-1} = dz_t W_h^T``, ``dc_{t-1} = dc_t f``. A masked step passes ``dh`` and ``dc`` through."""
+    """The forward kernel's steps in the opposite order: ``dz_t`` from the saved gates, then
+    ``dh_{t-1} = dz_t W_h^T`` and ``dc_{t-1} = dc_t f``. A masked step passes ``dh`` and ``dc`` through."""
     num_steps, hidden = gates_ref.shape[1], dh_ref.shape[-1]
 
     def body(s, carry):
         dh, dc = carry
-        t = s if reverse else num_steps - 1 - s
+        t = _step_index(s, num_steps, reverse, backward=True)
         ok = valid_ref[:, t][:, None] != 0
-        i, f, g, o = (gates_ref[:, t, _gate_columns(k, hidden)] for k in range(4))
+        i, f, g, o = (gates_ref[:, t, _gate(k, hidden)] for k in range(4))
         c_prev = c_prev_ref[:, t, :]
         tanh_c = jnp.tanh(f * c_prev + i * g)
         dh_t = dh + dys_ref[:, t, :]
@@ -153,31 +184,81 @@ def _backward_kernel(
         )
         new_dh = jnp.zeros_like(dh)
         for k, dz_k in enumerate(dz):
-            columns = _gate_columns(k, hidden)
-            dus_ref[:, t, columns] = jnp.where(ok, dz_k, 0.0)
-            new_dh += jax.lax.dot_general(
-                dz_k,
-                w_ref[:, columns],
-                (((1,), (1,)), ((), ())),
-                precision=precision,
-                preferred_element_type=jnp.float32,
-            )
+            dus_ref[:, t, _gate(k, hidden)] = jnp.where(ok, dz_k, 0.0)
+            new_dh += _times_transposed(dz_k, w_ref[:, _gate(k, hidden)], precision)
         return jnp.where(ok, new_dh, dh), jnp.where(ok, dc_t * f, dc)
 
-    dh0, dc0 = jax.lax.fori_loop(0, num_steps, body, (dh_ref[...], dc_ref[...]))
-    dh0_ref[...] = dh0
-    dc0_ref[...] = dc0
+    dh0_ref[...], dc0_ref[...] = jax.lax.fori_loop(0, num_steps, body, (dh_ref[...], dc_ref[...]))
 
 
-def _blocked_call(kernel, inputs, outputs, *, reverse, precision, interpret):
-    """``kernel`` over ``inputs`` (batch first; ``w_h`` unbatched, first) on a grid of batch blocks.
+def _gru_forward_kernel(w_ref, b_ref, us_ref, h0_ref, valid_ref, ys_ref, h_ref, *residual_refs, reverse, precision):
+    """Reset-after GRU, gates r, z, n: ``a = h W_h + b_h``; ``r = s(u_r + a_r)``, ``z = s(u_z + a_z)``,
+    ``n = tanh(u_n + r a_n)``; ``h = (1 - z) n + z h``. Given ``residual_refs``, saves ``r, z, n``, ``a_n``
+    and the ``h`` each step started from."""
+    num_steps, hidden = us_ref.shape[1], h0_ref.shape[-1]
 
-    The batch is padded to a multiple of ``BATCH_BLOCK`` with masked-out sequences and cut back after.
-    ``outputs``: one ``(shape without the batch, dtype)`` per output."""
-    w_h, *batched = inputs
+    def recurrent(h, k):  # a_k = h W_hk + b_hk
+        return _times(h, w_ref[:, _gate(k, hidden)], precision) + b_ref[_gate(k, hidden)][None, :]
+
+    def body(s, h):
+        t = _step_index(s, num_steps, reverse, backward=False)
+        ok = valid_ref[:, t][:, None] != 0
+        r, z = (jax.nn.sigmoid(us_ref[:, t, _gate(k, hidden)] + recurrent(h, k)) for k in (0, 1))
+        a_n = recurrent(h, 2)
+        n = jnp.tanh(us_ref[:, t, _gate(2, hidden)] + r * a_n)
+        new_h = (1.0 - z) * n + z * h
+        if residual_refs:
+            gates_ref, a_n_ref, h_prev_ref = residual_refs
+            for k, gate in enumerate((r, z, n)):
+                gates_ref[:, t, _gate(k, hidden)] = gate
+            a_n_ref[:, t, :] = a_n
+            h_prev_ref[:, t, :] = h
+        ys_ref[:, t, :] = jnp.where(ok, new_h, 0.0)
+        return jnp.where(ok, new_h, h)
+
+    h_ref[...] = jax.lax.fori_loop(0, num_steps, body, h0_ref[...])
+
+
+def _gru_backward_kernel(
+    w_ref, gates_ref, a_n_ref, h_prev_ref, valid_ref, dys_ref, dh_ref, dus_ref, dh0_ref, *, reverse, precision
+):
+    """The GRU forward kernel's steps in the opposite order: the cotangents of ``u_t`` from the saved gates,
+    then ``dh_{t-1} = dh_t z + da_t W_h^T`` with ``da_t = (du_r, du_z, r du_n)``, the cotangent of
+    ``a = h W_h + b_h``. A masked step passes ``dh`` through."""
+    num_steps, hidden = gates_ref.shape[1], dh_ref.shape[-1]
+
+    def body(s, dh):
+        t = _step_index(s, num_steps, reverse, backward=True)
+        ok = valid_ref[:, t][:, None] != 0
+        r, z, n = (gates_ref[:, t, _gate(k, hidden)] for k in range(3))
+        dh_t = dh + dys_ref[:, t, :]
+        du_n = dh_t * (1.0 - z) * (1.0 - n * n)
+        du_z = dh_t * (h_prev_ref[:, t, :] - n) * z * (1.0 - z)
+        du_r = du_n * a_n_ref[:, t, :] * r * (1.0 - r)
+        new_dh = dh_t * z
+        for k, (du_k, da_k) in enumerate(((du_r, du_r), (du_z, du_z), (du_n, du_n * r))):
+            dus_ref[:, t, _gate(k, hidden)] = jnp.where(ok, du_k, 0.0)
+            new_dh += _times_transposed(da_k, w_ref[:, _gate(k, hidden)], precision)
+        return jnp.where(ok, new_dh, dh)
+
+    dh0_ref[...] = jax.lax.fori_loop(0, num_steps, body, dh_ref[...])
+
+
+# --- calling them on a batch --------------------------------------------------------------------------------
+
+
+def _blocked_call(kernel, shared, batched, outputs, static):
+    """``kernel(*shared, *batched, *outputs)`` on a grid of batch blocks: ``shared`` (the weights) whole in
+    every program, ``batched`` (batch first) and the outputs ``BATCH_BLOCK`` sequences per program. The
+    batch is padded to a multiple of ``BATCH_BLOCK`` with masked-out sequences and cut back after.
+    ``outputs``: ``(shape without the batch, dtype)`` each; ``static``: ``(reverse, precision, interpret)``."""
+    reverse, precision, interpret = static
     batch = batched[0].shape[0]
     padded = -(-batch // BATCH_BLOCK) * BATCH_BLOCK
     batched = [jnp.pad(a, [(0, padded - batch)] + [(0, 0)] * (a.ndim - 1)) for a in batched]
+
+    def whole(a):
+        return pl.BlockSpec(a.shape, lambda b: (0,) * a.ndim)
 
     def block(shape):
         return pl.BlockSpec((BATCH_BLOCK, *shape), lambda b: (b,) + (0,) * len(shape))
@@ -185,60 +266,158 @@ def _blocked_call(kernel, inputs, outputs, *, reverse, precision, interpret):
     call = pl.pallas_call(
         functools.partial(kernel, reverse=reverse, precision=precision),
         grid=(padded // BATCH_BLOCK,),
-        in_specs=[pl.BlockSpec(w_h.shape, lambda b: (0, 0))] + [block(a.shape[1:]) for a in batched],
+        in_specs=[*map(whole, shared), *(block(a.shape[1:]) for a in batched)],
         out_specs=[block(shape) for shape, _ in outputs],
         out_shape=[jax.ShapeDtypeStruct((padded, *shape), dtype) for shape, dtype in outputs],
         interpret=interpret,
         compiler_params=None if interpret else pallas_triton.CompilerParams(num_warps=NUM_WARPS),
         name=kernel.__name__.strip("_"),
     )
-    return [out[:batch] for out in call(w_h, *batched)]
+    return [out[:batch] for out in call(*shared, *batched)]
 
 
-def _forward(w_h, us, h0, c0, valid, reverse, precision, interpret, residuals=False):
-    """The forward kernel on a batch: ``(ys, h, c)``, and with ``residuals`` ``(gates, h_prev, c_prev)`` too."""
-    num_steps, hidden = us.shape[1], h0.shape[-1]
-    f32 = jnp.float32
-    sequence = ((num_steps, hidden), f32)
-    outputs = [sequence, ((hidden,), f32), ((hidden,), f32)]
-    outputs += [((num_steps, 4 * hidden), f32), sequence, sequence] if residuals else []
-    inputs = (w_h, us, h0, c0, valid)
-    return _blocked_call(_forward_kernel, inputs, outputs, reverse=reverse, precision=precision, interpret=interpret)
+class _Recurrence(NamedTuple):
+    """One cell's kernels and what they exchange; the carry is a tuple of ``[b, h]`` arrays."""
+
+    forward_kernel: Callable
+    backward_kernel: Callable
+    num_gates: int
+    residual_widths: tuple[int, ...]  # the saved arrays' widths [b, t, width * h]
+    backward_inputs: Callable  # residuals -> the ones the backward kernel reads
+    weight_gradients: Callable  # (residuals, dus, precision) -> the weights' cotangents
 
 
-def _backward(w_h, gates, c_prev, valid, dys, dh, dc, reverse, precision, interpret):
-    """The backward kernel on a batch: ``(dus, dh0, dc0)``."""
-    num_steps, hidden = dys.shape[1], dh.shape[-1]
-    f32 = jnp.float32
-    outputs = [((num_steps, 4 * hidden), f32), ((hidden,), f32), ((hidden,), f32)]
-    inputs = (w_h, gates, c_prev, valid, dys, dh, dc)
-    return _blocked_call(_backward_kernel, inputs, outputs, reverse=reverse, precision=precision, interpret=interpret)
+def _outer(a, b, precision):
+    """``sum`` over all leading axes of ``a^T b`` (``a: [..., m]``, ``b: [..., n]``): one matmul."""
+    return jnp.matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]), precision=precision)
 
 
-def _valid_steps(valid: Array | None, shape) -> Array:
-    """``valid`` as int32 (1 = the step runs), all ones when None."""
-    return jnp.ones(shape, jnp.int32) if valid is None else valid.astype(jnp.int32)
+def _lstm_weight_gradients(residuals, dus, precision):
+    _, h_prev, _ = residuals
+    return (_outer(h_prev, dus, precision),)  # z_t = u_t + h_{t-1} W_h
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _lstm(w_h, us, h0, c0, valid, reverse, precision, interpret):
-    return tuple(_forward(w_h, us, h0, c0, valid, reverse, precision, interpret))
+def _gru_weight_gradients(residuals, dus, precision):
+    gates, _, h_prev = residuals
+    hidden = h_prev.shape[-1]
+    r = gates[..., :hidden]
+    da = jnp.concatenate([dus[..., : 2 * hidden], r * dus[..., 2 * hidden :]], axis=-1)  # a_t = h_{t-1} W_h + b_h
+    return _outer(h_prev, da, precision), da.reshape(-1, da.shape[-1]).sum(0)
 
 
-def _lstm_fwd(w_h, us, h0, c0, valid, reverse, precision, interpret):
-    ys, h, c, gates, h_prev, c_prev = _forward(w_h, us, h0, c0, valid, reverse, precision, interpret, True)
-    return (ys, h, c), (w_h, valid, gates, h_prev, c_prev)
+_RECURRENCES = {
+    "lstm": _Recurrence(
+        _lstm_forward_kernel, _lstm_backward_kernel, 4, (4, 1, 1), lambda res: (res[0], res[2]), _lstm_weight_gradients
+    ),
+    "gru": _Recurrence(_gru_forward_kernel, _gru_backward_kernel, 3, (3, 1, 1), lambda res: res, _gru_weight_gradients),
+}
 
 
-def _lstm_bwd(reverse, precision, interpret, residuals, cotangents):
-    w_h, valid, gates, h_prev, c_prev = residuals
-    dus, dh0, dc0 = _backward(w_h, gates, c_prev, valid, *cotangents, reverse, precision, interpret)
-    # z_t = u_t + h_{t-1} W_h, so dW_h = sum over steps and sequences of h_{t-1}^T dz_t: one matmul
-    dw_h = jnp.einsum("bth,btg->hg", h_prev, dus, precision=precision)
-    return dw_h, dus, dh0, dc0, None
+def _forward(recurrence: _Recurrence, static, weights, us, carry, valid, *, residuals: bool):
+    """The forward kernel on a batch: ``(ys, carry)``, and with ``residuals`` ``(ys, carry, residuals)``."""
+    num_steps, hidden = us.shape[1], carry[0].shape[-1]
+    outputs = [((num_steps, hidden), jnp.float32)] + [((hidden,), jnp.float32)] * len(carry)
+    if residuals:
+        outputs += [((num_steps, width * hidden), jnp.float32) for width in recurrence.residual_widths]
+    ys, *rest = _blocked_call(recurrence.forward_kernel, weights, (us, *carry, valid), outputs, static)
+    final, saved = tuple(rest[: len(carry)]), tuple(rest[len(carry) :])
+    return (ys, final, saved) if residuals else (ys, final)
 
 
-_lstm.defvjp(_lstm_fwd, _lstm_bwd)
+def _backward(recurrence: _Recurrence, static, weights, saved, valid, dys, d_final):
+    """The backward kernel on a batch: ``(dus, d_carry)``."""
+    num_steps, hidden = dys.shape[1], dys.shape[-1]
+    outputs = [((num_steps, recurrence.num_gates * hidden), jnp.float32)] + [((hidden,), jnp.float32)] * len(d_final)
+    inputs = (*recurrence.backward_inputs(saved), valid, dys, *d_final)
+    w_h = weights[0]  # all the backward loop needs of the weights: dh_{t-1} = dz_t W_h^T
+    dus, *d_carry = _blocked_call(recurrence.backward_kernel, (w_h,), inputs, outputs, static)
+    return dus, tuple(d_carry)
+
+
+def _one_sequence(batched_fn):
+    """``batched_fn(weights, *args)`` (args batch first) as a function of one sequence, whose ``jax.vmap``
+    calls ``batched_fn`` once for the whole batch. Where the weights are batched too (a vmap over params),
+    each sequence runs alone."""
+
+    def one(weights, *args):
+        out = batched_fn(weights, *jax.tree_util.tree_map(lambda a: a[None], args))
+        return jax.tree_util.tree_map(lambda a: a[0], out)
+
+    fn = custom_vmap(one)
+
+    @fn.def_vmap
+    def rule(axis_size, in_batched, weights, *args):
+        if any(jax.tree_util.tree_leaves(in_batched[0])):
+            in_axes = jax.tree_util.tree_map(lambda b: 0 if b else None, tuple(in_batched))
+            out = jax.vmap(one, in_axes)(weights, *args)
+        else:
+            broadcast = lambda a, b: a if b else jnp.broadcast_to(a, (axis_size, *a.shape))  # noqa: E731
+            out = batched_fn(weights, *jax.tree_util.tree_map(broadcast, args, tuple(in_batched[1:])))
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return fn
+
+
+@functools.cache
+def _fused(kind: str, reverse: bool, precision, interpret: bool, per_sequence: bool):
+    """The differentiable fused recurrence ``(weights, us, carry, valid) -> (ys, carry)`` of one cell kind,
+    on a batch or (``per_sequence``) on one sequence."""
+    recurrence, static = _RECURRENCES[kind], (reverse, precision, interpret)
+    forward = functools.partial(_forward, recurrence, static, residuals=False)
+    forward_saving = functools.partial(_forward, recurrence, static, residuals=True)
+    backward = functools.partial(_backward, recurrence, static)
+    if per_sequence:
+        forward, forward_saving, backward = map(_one_sequence, (forward, forward_saving, backward))
+
+    @jax.custom_vjp
+    def run(weights, us, carry, valid):
+        return forward(weights, us, carry, valid)
+
+    def run_forward(weights, us, carry, valid):
+        ys, final, saved = forward_saving(weights, us, carry, valid)
+        return (ys, final), (weights, valid, saved)
+
+    def run_backward(residuals, cotangents):
+        weights, valid, saved = residuals
+        dus, d_carry = backward(weights, saved, valid, *cotangents)
+        return recurrence.weight_gradients(saved, dus, precision), dus, d_carry, None
+
+    run.defvjp(run_forward, run_backward)
+    return run
+
+
+def _call(kind, weights, us, carry, valid, *, batched, reverse, precision, interpret):
+    _check_arguments(kind, weights, us, carry, valid, batched=batched)
+    valid = jnp.ones(us.shape[:-1], jnp.int32) if valid is None else valid.astype(jnp.int32)
+    run = _fused(kind, reverse, precision, _interpret(interpret), per_sequence=not batched)
+    return run(weights, us, carry, valid)
+
+
+def _check_arguments(kind, weights, us, carry, valid, *, batched: bool) -> None:
+    """Shapes and dtypes, each error naming the argument."""
+    num_gates = _RECURRENCES[kind].num_gates
+    w_h = weights[0]
+    hidden = w_h.shape[0] if w_h.ndim == 2 else None
+    if hidden is None or w_h.shape[1] != num_gates * hidden:
+        raise ValueError(f"w_h: expected [h, {num_gates}h], got shape {w_h.shape}")
+    if len(weights) > 1 and weights[1].shape != (num_gates * hidden,):
+        raise ValueError(f"b_h: expected shape ({num_gates * hidden},), got {weights[1].shape}")
+    lead = 2 if batched else 1
+    if us.ndim != lead + 1 or us.shape[-1] != num_gates * hidden:
+        raise ValueError(f"us: expected [{'b, ' if batched else ''}t, {num_gates * hidden}], got shape {us.shape}")
+    carry_shape = us.shape[: lead - 1] + (hidden,)
+    names = ("h0", "c0")[: len(carry)]
+    for name, a in zip(names, carry, strict=True):
+        if a.shape != carry_shape:
+            raise ValueError(f"{name}: expected shape {carry_shape}, got {a.shape}")
+    if valid is not None and valid.shape != us.shape[:lead]:
+        raise ValueError(f"valid: expected shape {us.shape[:lead]}, got {valid.shape}")
+    for name, a in (*zip(("w_h", "b_h"), weights, strict=False), ("us", us), *zip(names, carry, strict=True)):
+        if a.dtype != jnp.float32:
+            raise TypeError(f"{name}: expected float32, got {a.dtype}")
+
+
+# --- the public functions --------------------------------------------------------------------------------
 
 
 def lstm(
@@ -252,17 +431,17 @@ def lstm(
     precision=None,
     interpret: bool | None = None,
 ) -> tuple[Array, Array, Array]:
-    """An LSTM layer's recurrence over a batch, in one fused kernel (and its gradient in another).
+    """An LSTM layer's recurrence over a batch in one fused kernel (and its gradient in another).
 
     Args:
-      w_h: the recurrent kernel ``[h, 4h]``, gates ``i, f, g, o`` (``LSTMParams.w_h``).
+      w_h: the recurrent kernel ``[h, 4h]``, gates ``i, f, g, o`` (``LSTMParams.w_h``), float32.
       us: the projected inputs ``x_t W_i + b``, ``[b, t, 4h]`` (``LSTMCell.project``), float32.
       h0, c0: the carry before the first step, ``[b, h]`` each.
       valid: ``[b, t]`` booleans, True where a step runs; a masked step keeps the carry and outputs
         zeros (``unroll``'s ``length``/``mask``). None: every step.
       reverse: run the steps from last to first.
       precision: the matmuls' precision (``LSTMCell.precision``).
-      interpret: run the kernels in Pallas' interpret mode; None: off the GPU only.
+      interpret: run the kernels in Pallas' interpret mode; None: everywhere but on a GPU.
 
     Returns:
       ``(ys [b, t, h], h [b, h], c [b, h])``: the outputs and the carry after the last step.
@@ -272,97 +451,15 @@ def lstm(
         >>> cell = rj.LSTMCell(16)
         >>> params = cell.init(jax.random.key(0), 8)
         >>> xs = jnp.ones((2, 5, 8))
-        >>> us = cell.project(params, xs)
         >>> h0 = c0 = jnp.zeros((2, 16))
-        >>> ys, h, c = rj.kernels.lstm(params.w_h, us, h0, c0)
+        >>> ys, h, c = rj.kernels.lstm(params.w_h, cell.project(params, xs), h0, c0)
         >>> _, expected = jax.vmap(lambda x: rj.unroll(cell, params, x, hoist=True))(xs)
         >>> bool(jnp.allclose(ys, expected, atol=1e-5))
         True
     """
-    _check_shapes(w_h, us, h0, c0, valid, batched=True)
-    valid = _valid_steps(valid, us.shape[:2])
-    return _lstm(w_h, us, h0, c0, valid, reverse, precision, _interpret(interpret))
-
-
-def _check_shapes(w_h, us, h0, c0, valid, *, batched: bool) -> None:
-    lead = 2 if batched else 1
-    hidden = w_h.shape[0] if w_h.ndim == 2 else None
-    if hidden is None or w_h.shape[1] != 4 * hidden:
-        raise ValueError(f"w_h: expected [h, 4h], got shape {w_h.shape}")
-    if us.ndim != lead + 1 or us.shape[-1] != 4 * hidden:
-        raise ValueError(f"us: expected [{'b, ' if batched else ''}t, {4 * hidden}], got shape {us.shape}")
-    carry_shape = us.shape[: lead - 1] + (hidden,)
-    for name, a in (("h0", h0), ("c0", c0)):
-        if a.shape != carry_shape:
-            raise ValueError(f"{name}: expected shape {carry_shape}, got {a.shape}")
-    if valid is not None and valid.shape != us.shape[:lead]:
-        raise ValueError(f"valid: expected shape {us.shape[:lead]}, got {valid.shape}")
-    for name, a in (("w_h", w_h), ("us", us), ("h0", h0), ("c0", c0)):
-        if a.dtype != jnp.float32:
-            raise TypeError(f"{name}: expected float32, got {a.dtype}")
-
-
-@functools.cache
-def _per_sequence(reverse: bool, precision, interpret: bool):
-    """:func:`lstm_sequence` for one setting of the static arguments."""
-    static = (reverse, precision, interpret)
-
-    def batched_rule(kernel_call, num_outputs):
-        # under vmap: one call of the batched kernel for the whole batch; w_h (the first argument)
-        # must be shared by the batch, else every sequence runs alone (vmap of the per-sequence call)
-        def rule(axis_size, in_batched, *args):
-            all_batched = (True,) * num_outputs
-            if in_batched[0]:
-                in_axes = [0 if b else None for b in in_batched]
-                return jax.vmap(functools.partial(kernel_call, batched=False), in_axes)(*args), all_batched
-            w_h, *rest = args
-            rest = [
-                a if b else jnp.broadcast_to(a, (axis_size, *a.shape))
-                for a, b in zip(rest, in_batched[1:], strict=True)
-            ]
-            return kernel_call(w_h, *rest, batched=True), all_batched
-
-        return rule
-
-    def forward_call(w_h, us, h0, c0, valid, *, batched, residuals):
-        if batched:
-            return tuple(_forward(w_h, us, h0, c0, valid, *static, residuals))
-        one = [a[None] for a in (us, h0, c0, valid)]
-        return tuple(out[0] for out in _forward(w_h, *one, *static, residuals))
-
-    def backward_call(w_h, gates, c_prev, valid, dys, dh, dc, *, batched):
-        if batched:
-            return tuple(_backward(w_h, gates, c_prev, valid, dys, dh, dc, *static))
-        one = [a[None] for a in (gates, c_prev, valid, dys, dh, dc)]
-        return tuple(out[0] for out in _backward(w_h, *one, *static))
-
-    def batchable(kernel_call, num_outputs):
-        """``kernel_call`` for one sequence, under ``vmap`` one call for the batch."""
-        one = custom_vmap(functools.partial(kernel_call, batched=False))
-        one.def_vmap(batched_rule(kernel_call, num_outputs))
-        return one
-
-    forward = batchable(functools.partial(forward_call, residuals=False), 3)
-    forward_saving = batchable(functools.partial(forward_call, residuals=True), 6)
-    backward = batchable(backward_call, 3)
-
-    @jax.custom_vjp
-    def sequence(w_h, us, h0, c0, valid):
-        return forward(w_h, us, h0, c0, valid)
-
-    def sequence_fwd(w_h, us, h0, c0, valid):
-        ys, h, c, gates, h_prev, c_prev = forward_saving(w_h, us, h0, c0, valid)
-        return (ys, h, c), (w_h, valid, gates, h_prev, c_prev)
-
-    def sequence_bwd(residuals, cotangents):
-        w_h, valid, gates, h_prev, c_prev = residuals
-        dus, dh0, dc0 = backward(w_h, gates, c_prev, valid, *cotangents)
-        # per sequence; under vmap JAX sums it over the batch (w_h is shared)
-        dw_h = jnp.einsum("th,tg->hg", h_prev, dus, precision=precision)
-        return dw_h, dus, dh0, dc0, None
-
-    sequence.defvjp(sequence_fwd, sequence_bwd)
-    return sequence
+    options = {"reverse": reverse, "precision": precision, "interpret": interpret}
+    ys, (h, c) = _call("lstm", (w_h,), us, (h0, c0), valid, batched=True, **options)
+    return ys, h, c
 
 
 def lstm_sequence(
@@ -377,7 +474,7 @@ def lstm_sequence(
     interpret: bool | None = None,
 ) -> tuple[Array, Array, Array]:
     """:func:`lstm` for one sequence (``us: [t, 4h]``, ``h0, c0: [h]``, ``valid: [t]``), batched with
-    ``jax.vmap``: a vmapped call runs the batched kernels once for the whole batch.
+    ``jax.vmap``: a vmapped call runs each kernel once for the whole batch.
 
     Example:
         >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -389,6 +486,62 @@ def lstm_sequence(
         >>> ys.shape, h.shape
         ((3, 5, 16), (3, 16))
     """
-    _check_shapes(w_h, us, h0, c0, valid, batched=False)
-    valid = _valid_steps(valid, us.shape[:1])
-    return _per_sequence(reverse, precision, _interpret(interpret))(w_h, us, h0, c0, valid)
+    options = {"reverse": reverse, "precision": precision, "interpret": interpret}
+    ys, (h, c) = _call("lstm", (w_h,), us, (h0, c0), valid, batched=False, **options)
+    return ys, h, c
+
+
+def gru(
+    w_h: Array,
+    b_h: Array,
+    us: Array,
+    h0: Array,
+    valid: Array | None = None,
+    *,
+    reverse: bool = False,
+    precision=None,
+    interpret: bool | None = None,
+) -> tuple[Array, Array]:
+    """A reset-after GRU layer's recurrence over a batch in one fused kernel (and its gradient in another).
+
+    Args:
+      w_h: the recurrent kernel ``[h, 3h]``, gates ``r, z, n`` (``GRUParams.w_h``), float32.
+      b_h: the recurrent bias ``[3h]`` (``GRUParams.b_h``).
+      us: the projected inputs ``x_t W_i + b``, ``[b, t, 3h]`` (``GRUCell.project``), float32.
+      h0: the carry before the first step, ``[b, h]``.
+      valid, reverse, precision, interpret: as for :func:`lstm`.
+
+    Returns:
+      ``(ys [b, t, h], h [b, h])``: the outputs and the carry after the last step.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, rnnjax as rj
+        >>> cell = rj.GRUCell(16)
+        >>> params = cell.init(jax.random.key(0), 8)
+        >>> xs = jnp.ones((2, 5, 8))
+        >>> ys, h = rj.kernels.gru(params.w_h, params.b_h, cell.project(params, xs), jnp.zeros((2, 16)))
+        >>> _, expected = jax.vmap(lambda x: rj.unroll(cell, params, x, hoist=True))(xs)
+        >>> bool(jnp.allclose(ys, expected, atol=1e-5))
+        True
+    """
+    options = {"reverse": reverse, "precision": precision, "interpret": interpret}
+    ys, (h,) = _call("gru", (w_h, b_h), us, (h0,), valid, batched=True, **options)
+    return ys, h
+
+
+def gru_sequence(
+    w_h: Array,
+    b_h: Array,
+    us: Array,
+    h0: Array,
+    valid: Array | None = None,
+    *,
+    reverse: bool = False,
+    precision=None,
+    interpret: bool | None = None,
+) -> tuple[Array, Array]:
+    """:func:`gru` for one sequence (``us: [t, 3h]``, ``h0: [h]``, ``valid: [t]``), batched with
+    ``jax.vmap``: a vmapped call runs each kernel once for the whole batch."""
+    options = {"reverse": reverse, "precision": precision, "interpret": interpret}
+    ys, (h,) = _call("gru", (w_h, b_h), us, (h0,), valid, batched=False, **options)
+    return ys, h

@@ -48,9 +48,9 @@ HOIST = {"cpu": False, "gpu": True, "tpu": True}
 # (LSTM and GRU, S and M, 2026-12-04); on GPUs and TPUs it is not measured yet (benchmarks/gpu.py measures
 # it). Another backend takes False.
 DEFER_WEIGHT_GRADIENT = {"cpu": False, "gpu": False, "tpu": False}
-# Whether the hoisted path runs an LSTM's whole time loop, and its backward loop, each in one fused
-# Pallas kernel (rnnjax.kernels: plain LSTMCell, float32, hidden size a power of two up to 128, no
-# dropout/zoneout, masked_output="zeros"; reverse-mode derivatives only). Off until it measures
+# Whether the hoisted path runs an LSTM's or a GRU's whole time loop, and its backward loop, each in one
+# fused Pallas kernel (rnnjax.kernels: plain LSTMCell or reset-after GRUCell, float32, hidden size a power
+# of two up to 128, no dropout/zoneout, masked_output="zeros"; reverse-mode derivatives only). Off until it measures
 # faster: written for the launch-bound small sizes on GPUs, not measured on one yet (benchmarks/gpu.py
 # measures it); on the CPU it runs in Pallas' interpret mode (for tests only), and it is not written
 # for TPUs. Another backend takes False.
@@ -174,11 +174,10 @@ def _runs_fused_kernel(cell: Cell, params: Params, dtype, last_output, noise) ->
 
 
 def _fused_scan(cell: Cell, params: Params, carry: Carry, us: Array, valid: Array | None, reverse: bool):
-    """The hoisted LSTM scan as :func:`rnnjax.kernels.lstm_sequence`: ``(carry, ys)``."""
+    """The hoisted scan in :mod:`rnnjax.kernels`' fused kernels: ``(carry, ys)``."""
     from rnnjax import kernels
 
-    ys, h, c = kernels.lstm_sequence(params.w_h, us, carry.h, carry.c, valid, reverse=reverse, precision=cell.precision)
-    return type(carry)(h, c), ys
+    return kernels.sequence(cell, params, us, carry, valid, reverse=reverse)
 
 
 def _defers_weight_gradient(cell: Cell, dtype) -> bool:

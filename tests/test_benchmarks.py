@@ -197,7 +197,9 @@ def test_gpu_plans_the_fused_kernel_where_it_runs(monkeypatch):
 
     assert gpu.FUSED_MAX_HIDDEN == rj.kernels.MAX_HIDDEN
     _, jax_jobs, _ = gpu.plan(["S", "M", "G"], ["lstm", "gru"], "cpu", tiny=False, sections=["fused"])
-    assert [(one["config"], one["name"], one["options"]) for one in jax_jobs] == [
-        ("S", "rnnjax", {}),
-        ("S", gpu.FUSED, {"fused": True}),
+    assert [(one["config"], one["cell"], one["name"], one["options"]) for one in jax_jobs] == [
+        ("S", "lstm", "rnnjax", {}),
+        ("S", "lstm", gpu.FUSED, {"fused": True}),
+        ("S", "gru", "rnnjax", {}),
+        ("S", "gru", gpu.FUSED, {"fused": True}),
     ]

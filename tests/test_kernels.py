@@ -1,5 +1,5 @@
-"""rnnjax.kernels: the fused Pallas LSTM (interpret mode on the CPU) gives unroll's values and gradients, under
-vmap one kernel call per batch, and lowers to Triton kernels for a GPU."""
+"""rnnjax.kernels: the fused Pallas LSTM and GRU (interpret mode on the CPU) give unroll's values and gradients,
+under vmap with one kernel call per batch, and lower to Triton kernels for a GPU."""
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,8 @@ import rnnjax as rj
 from conftest import assert_trees_close, equations
 
 HIDDEN, FEATURES, T = 16, 3, 6
-CELL = rj.LSTMCell(HIDDEN)
+FUSED = {"lstm": rj.LSTMCell(HIDDEN), "gru": rj.GRUCell(HIDDEN)}
+CELL = FUSED["lstm"]
 # float32 on both sides, full-precision matmuls (the suite's policy): only the order of the sums differs
 TOL = {"rtol": 2e-5, "atol": 2e-6}
 
@@ -28,9 +29,9 @@ def params_and_inputs(batch, cell=CELL, seed=0):
 
 
 def carries(batch, cell=CELL):
-    """A non-zero carry per sequence."""
+    """A non-zero carry per sequence (for the LSTM, c = -h)."""
     h = jax.random.normal(jax.random.key(7), (batch, cell.hidden_size)) * 0.5
-    return rj.LSTMCarry(h, -h)
+    return rj.LSTMCarry(h, -h) if isinstance(cell, rj.LSTMCell) else rj.HiddenCarry(h)
 
 
 def unrolled(cell, params, xs, carry, lengths, **options):
@@ -47,33 +48,40 @@ def loss_of(cell, **options):
 
     def loss(params, xs, carry, lengths):
         final, ys = unrolled(cell, params, xs, carry, lengths, **options)
-        return jnp.sum(jnp.sin(ys)) + jnp.sum(final.h * final.c) + jnp.sum(final.c)
+        return jnp.sum(jnp.sin(ys)) + jnp.sum(final[0] * final[-1]) + jnp.sum(final[-1])
 
     return loss
 
+
+# The default suite runs each cell forward in time on the per-sequence path (what unroll calls), the batched
+# path's gradient for the LSTM, the fallbacks and the lowering; the slow suite (CI runs it too) the rest.
 
 # 3: one program, padded; 20: two programs, the second padded. Lengths include an empty sequence.
 BATCHES = {3: jnp.array([6, 4, 0]), 20: jnp.arange(20) % (T + 1)}
 
 
+@pytest.mark.parametrize("name", sorted(FUSED))
 @pytest.mark.parametrize("batch", [3, pytest.param(20, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-def test_unroll_with_the_kernel_equals_unroll_without(batch, reverse, monkeypatch):
-    params, xs = params_and_inputs(batch)
-    args = (params, xs, carries(batch), BATCHES[batch])
-    expected = unrolled(CELL, *args, reverse=reverse)
-    expected_grads = jax.grad(loss_of(CELL, reverse=reverse), argnums=(0, 1, 2))(*args)
+@pytest.mark.parametrize("reverse", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["forward", "reverse"])
+def test_unroll_with_the_kernel_equals_unroll_without(name, batch, reverse, monkeypatch):
+    cell = FUSED[name]
+    params, xs = params_and_inputs(batch, cell)
+    args = (params, xs, carries(batch, cell), BATCHES[batch])
+    expected = unrolled(cell, *args, reverse=reverse)
+    expected_grads = jax.grad(loss_of(cell, reverse=reverse), argnums=(0, 1, 2))(*args)
     monkeypatch.setitem(rj.recurrence.FUSED_KERNEL, jax.default_backend(), True)
-    assert_trees_close(unrolled(CELL, *args, reverse=reverse), expected, **TOL)
-    assert_trees_close(jax.grad(loss_of(CELL, reverse=reverse), argnums=(0, 1, 2))(*args), expected_grads, **TOL)
+    assert_trees_close(unrolled(cell, *args, reverse=reverse), expected, **TOL)
+    assert_trees_close(jax.grad(loss_of(cell, reverse=reverse), argnums=(0, 1, 2))(*args), expected_grads, **TOL)
 
 
-def test_the_table_on_runs_one_kernel_call_per_batch_each_way(fused_kernel):
-    params, xs = params_and_inputs(3)
-    args = (params, xs, carries(3), BATCHES[3])
-    forward = jax.make_jaxpr(lambda *a: unrolled(CELL, *a))(*args)
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_the_table_on_runs_one_kernel_call_per_batch_each_way(name, fused_kernel):
+    cell = FUSED[name]
+    params, xs = params_and_inputs(3, cell)
+    args = (params, xs, carries(3, cell), BATCHES[3])
+    forward = jax.make_jaxpr(lambda *a: unrolled(cell, *a))(*args)
     assert len(equations(forward.jaxpr, "pallas_call")) == 1
-    training = jax.make_jaxpr(jax.grad(loss_of(CELL)))(*args)
+    training = jax.make_jaxpr(jax.grad(loss_of(cell)))(*args)
     assert len(equations(training.jaxpr, "pallas_call")) == 2
 
 
@@ -87,9 +95,22 @@ def test_the_table_on_runs_one_kernel_call_per_batch_each_way(fused_kernel):
         (rj.LSTMCell(HIDDEN, dtype=jnp.bfloat16), {}),
         (rj.LSTMCell(HIDDEN, dropout=0.5), {"key": jax.random.key(0)}),
         (CELL, {"masked_output": "last", "length": 3}),
-        (rj.GRUCell(HIDDEN), {}),
+        (rj.GRUCell(HIDDEN, reset_after=False), {}),
+        (rj.GRUCell(HIDDEN, zoneout=0.1), {"key": jax.random.key(0)}),
+        (rj.ElmanCell(HIDDEN), {}),
     ],
-    ids=["peephole", "projection", "hidden-24", "hidden-256", "bfloat16", "dropout", "masked-last", "gru"],
+    ids=[
+        "peephole",
+        "projection",
+        "hidden-24",
+        "hidden-256",
+        "bfloat16",
+        "dropout",
+        "masked-last",
+        "gru-reset-before",
+        "gru-zoneout",
+        "elman",
+    ],
 )
 def test_what_the_kernel_does_not_run_keeps_the_scan(cell, options, fused_kernel):
     params, xs = params_and_inputs(1, cell)
@@ -104,13 +125,24 @@ def test_the_in_loop_path_is_not_changed(fused_kernel):
     assert not equations(jaxpr.jaxpr, "pallas_call")
 
 
+def batched_kernels(cell, params, us, carry, valid=None):
+    """rj.kernels.lstm or rj.kernels.gru on a batch: ``(carry, ys)``, like ``unrolled``."""
+    if isinstance(cell, rj.LSTMCell):
+        ys, h, c = rj.kernels.lstm(params.w_h, us, carry.h, carry.c, valid)
+        return rj.LSTMCarry(h, c), ys
+    ys, h = rj.kernels.gru(params.w_h, params.b_h, us, carry.h, valid)
+    return rj.HiddenCarry(h), ys
+
+
 @pytest.mark.slow
-def test_per_sequence_gradients_under_vmap_of_grad(monkeypatch):
-    params, xs = params_and_inputs(3)
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_per_sequence_gradients_under_vmap_of_grad(name, monkeypatch):
+    cell = FUSED[name]
+    params, xs = params_and_inputs(3, cell)
     lengths = BATCHES[3]
 
     def loss(params, x, n):
-        _, ys = rj.unroll(CELL, params, x, length=n, hoist=True)
+        _, ys = rj.unroll(cell, params, x, length=n, hoist=True)
         return jnp.sum(ys**2)
 
     expected = [jax.grad(loss)(params, x, n) for x, n in zip(xs, lengths, strict=True)]
@@ -120,13 +152,15 @@ def test_per_sequence_gradients_under_vmap_of_grad(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FUSED))
 @pytest.mark.parametrize("options", [{"remat": True}, {"mask": jnp.arange(T) % 3 != 1}], ids=["remat", "holes"])
-def test_remat_and_masks_with_holes(options, monkeypatch):
-    params, xs = params_and_inputs(3)
-    args = (params, xs, carries(3), BATCHES[3])
-    expected = jax.value_and_grad(loss_of(CELL, **options))(*args)
+def test_remat_and_masks_with_holes(name, options, monkeypatch):
+    cell = FUSED[name]
+    params, xs = params_and_inputs(3, cell)
+    args = (params, xs, carries(3, cell), BATCHES[3])
+    expected = jax.value_and_grad(loss_of(cell, **options))(*args)
     monkeypatch.setitem(rj.recurrence.FUSED_KERNEL, jax.default_backend(), True)
-    assert_trees_close(jax.value_and_grad(loss_of(CELL, **options))(*args), expected, **TOL)
+    assert_trees_close(jax.value_and_grad(loss_of(cell, **options))(*args), expected, **TOL)
 
 
 @pytest.mark.slow
@@ -144,31 +178,33 @@ def test_params_batched_under_vmap_run_each_sequence_alone(monkeypatch):
     assert_trees_close(jax.vmap(run)(ensemble, xs), expected, **TOL)
 
 
-def test_the_batched_function_equals_the_per_sequence_one():
-    params, xs = params_and_inputs(3)
-    us = CELL.project(params, xs)
-    carry = carries(3)
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_the_batched_function_equals_the_per_sequence_one(name):
+    cell = FUSED[name]
+    params, xs = params_and_inputs(3, cell)
+    us = cell.project(params, xs)
+    carry = carries(3, cell)
     valid = jnp.arange(T)[None, :] < BATCHES[3][:, None]
-    batched = rj.kernels.lstm(params.w_h, us, carry.h, carry.c, valid)
-    per_sequence = jax.vmap(lambda u, h, c, v: rj.kernels.lstm_sequence(params.w_h, u, h, c, v))(
-        us, carry.h, carry.c, valid
-    )
+    batched = batched_kernels(cell, params, us, carry, valid)
+    per_sequence = jax.vmap(lambda *a: rj.kernels.sequence(cell, params, *a))(us, carry, valid)
     assert_trees_close(batched, per_sequence, rtol=0, atol=0)
-    single = rj.kernels.lstm_sequence(params.w_h, us[0], carry.h[0], carry.c[0], valid[0])
+    single = rj.kernels.sequence(cell, params, us[0], jax.tree_util.tree_map(lambda a: a[0], carry), valid[0])
     assert_trees_close(single, jax.tree_util.tree_map(lambda a: a[0], batched), **TOL)
 
 
-def test_the_batched_gradient_equals_autodiff_of_unroll():
-    params, xs = params_and_inputs(3)
-    carry = carries(3)
+@pytest.mark.parametrize("name", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
+def test_the_batched_gradient_equals_autodiff_of_unroll(name):
+    cell = FUSED[name]
+    params, xs = params_and_inputs(3, cell)
+    carry = carries(3, cell)
     lengths = BATCHES[3]
 
     def kernel_loss(params, xs, carry):
         valid = jnp.arange(T)[None, :] < lengths[:, None]
-        ys, h, c = rj.kernels.lstm(params.w_h, CELL.project(params, xs), carry.h, carry.c, valid)
-        return jnp.sum(jnp.sin(ys)) + jnp.sum(h * c) + jnp.sum(c)
+        final, ys = batched_kernels(cell, params, cell.project(params, xs), carry, valid)
+        return jnp.sum(jnp.sin(ys)) + jnp.sum(final[0] * final[-1]) + jnp.sum(final[-1])
 
-    expected = jax.grad(loss_of(CELL), argnums=(0, 1, 2))(params, xs, carry, lengths)
+    expected = jax.grad(loss_of(cell), argnums=(0, 1, 2))(params, xs, carry, lengths)
     assert_trees_close(jax.grad(kernel_loss, argnums=(0, 1, 2))(params, xs, carry), expected, **TOL)
 
 
@@ -180,19 +216,23 @@ def test_forward_mode_is_refused_clearly():
         jax.jvp(lambda u: rj.kernels.lstm_sequence(params.w_h, u, zeros, zeros), (us,), (us,))
 
 
+@pytest.mark.parametrize("name", sorted(FUSED))
 @pytest.mark.parametrize("batch, hidden", [(32, 128), (3, 16)])
-def test_lowers_to_triton_kernels_for_a_gpu(batch, hidden):
+def test_lowers_to_triton_kernels_for_a_gpu(name, batch, hidden):
     """The accelerator path of the kernels, checked without a GPU: lowering for CUDA builds the Triton
     kernels (block shapes, every primitive supported); only compiling them needs the GPU. One kernel for
     the forward pass, two for a gradient."""
-    cell = rj.LSTMCell(hidden)
+    cell = type(FUSED[name])(hidden)
     params = cell.init(jax.random.key(0), FEATURES)
     xs = jnp.ones((batch, T, FEATURES))
 
     def loss(params, xs):
         def one(x):
-            zeros = jnp.zeros(hidden)
-            return rj.kernels.lstm_sequence(params.w_h, cell.project(params, x), zeros, zeros, interpret=False)[0]
+            us = cell.project(params, x)
+            if name == "lstm":
+                zeros = jnp.zeros(hidden)
+                return rj.kernels.lstm_sequence(params.w_h, us, zeros, zeros, interpret=False)[0]
+            return rj.kernels.gru_sequence(params.w_h, params.b_h, us, jnp.zeros(hidden), interpret=False)[0]
 
         return jnp.sum(jax.vmap(one)(xs) ** 2)
 
@@ -204,43 +244,59 @@ def test_lowers_to_triton_kernels_for_a_gpu(batch, hidden):
     assert triton_calls(jax.grad(loss)) == 2
 
 
+LSTM_ARGS = {"w_h": (HIDDEN, 4 * HIDDEN), "us": (T, 4 * HIDDEN), "h0": (HIDDEN,), "c0": (HIDDEN,)}
+GRU_ARGS = {"w_h": (HIDDEN, 3 * HIDDEN), "b_h": (3 * HIDDEN,), "us": (T, 3 * HIDDEN), "h0": (HIDDEN,)}
+
+
 @pytest.mark.parametrize(
-    "change, error, match",
+    "function, change, error, match",
     [
-        ({"w_h": jnp.zeros((HIDDEN, HIDDEN))}, ValueError, r"w_h: expected \[h, 4h\]"),
-        ({"us": jnp.zeros((T, 3 * HIDDEN))}, ValueError, "us: expected"),
-        ({"h0": jnp.zeros(HIDDEN + 1)}, ValueError, "h0: expected shape"),
-        ({"valid": jnp.ones(T + 1, bool)}, ValueError, "valid: expected shape"),
-        ({"us": jnp.zeros((T, 4 * HIDDEN), jnp.bfloat16)}, TypeError, "us: expected float32"),
-        ({"interpret": 1}, TypeError, "interpret: expected True, False or None"),
+        ("lstm", {"w_h": jnp.zeros((HIDDEN, HIDDEN))}, ValueError, r"w_h: expected \[h, 4h\]"),
+        ("lstm", {"us": jnp.zeros((T, 3 * HIDDEN))}, ValueError, "us: expected"),
+        ("lstm", {"h0": jnp.zeros(HIDDEN + 1)}, ValueError, "h0: expected shape"),
+        ("lstm", {"c0": jnp.zeros((2, HIDDEN))}, ValueError, "c0: expected shape"),
+        ("lstm", {"valid": jnp.ones(T + 1, bool)}, ValueError, "valid: expected shape"),
+        ("lstm", {"us": jnp.zeros((T, 4 * HIDDEN), jnp.bfloat16)}, TypeError, "us: expected float32"),
+        ("lstm", {"interpret": 1}, TypeError, "interpret: expected True, False or None"),
+        ("gru", {"w_h": jnp.zeros((HIDDEN, 4 * HIDDEN))}, ValueError, r"w_h: expected \[h, 3h\]"),
+        ("gru", {"b_h": jnp.zeros(HIDDEN)}, ValueError, "b_h: expected shape"),
+        ("gru", {"b_h": jnp.zeros(3 * HIDDEN, jnp.float16)}, TypeError, "b_h: expected float32"),
     ],
-    ids=["w_h", "us", "h0", "valid", "dtype", "interpret"],
+    ids=["w_h", "us", "h0", "c0", "valid", "dtype", "interpret", "gru-w_h", "gru-b_h", "gru-b_h-dtype"],
 )
-def test_bad_input_names_the_argument(change, error, match):
-    args = {
-        "w_h": jnp.zeros((HIDDEN, 4 * HIDDEN)),
-        "us": jnp.zeros((T, 4 * HIDDEN)),
-        "h0": jnp.zeros(HIDDEN),
-        "c0": jnp.zeros(HIDDEN),
-    } | change
+def test_bad_input_names_the_argument(function, change, error, match):
+    shapes = LSTM_ARGS if function == "lstm" else GRU_ARGS
+    args = {name: jnp.zeros(shape) for name, shape in shapes.items()} | change
     with pytest.raises(error, match=match):
-        rj.kernels.lstm_sequence(**args)
+        getattr(rj.kernels, f"{function}_sequence")(**args)
+
+
+def test_sequence_refuses_a_cell_the_kernels_do_not_run():
+    cell = rj.GRUCell(HIDDEN, reset_after=False)
+    params = cell.init(jax.random.key(0), FEATURES)
+    us = cell.project(params, jnp.ones((T, FEATURES)))
+    with pytest.raises(ValueError, match="cell: the fused kernels do not run"):
+        rj.kernels.sequence(cell, params, us, cell.initial_carry(params))
 
 
 def test_supports_says_which_cells_run():
     supports = rj.kernels.supports
-    assert supports(CELL, jnp.float32, HIDDEN)
-    assert supports(CELL, jnp.float32, rj.kernels.MAX_HIDDEN)
-    assert not supports(CELL, jnp.float32, 2 * rj.kernels.MAX_HIDDEN)
-    assert not supports(CELL, jnp.float32, 8)
-    assert not supports(CELL, jnp.bfloat16, HIDDEN)
-    assert not supports(rj.GRUCell(HIDDEN), jnp.float32, HIDDEN)
+    for cell in FUSED.values():
+        assert supports(cell, jnp.float32, HIDDEN)
+        assert supports(cell, jnp.float32, rj.kernels.MAX_HIDDEN)
+        assert not supports(cell, jnp.float32, 2 * rj.kernels.MAX_HIDDEN)
+        assert not supports(cell, jnp.float32, 8)
+        assert not supports(cell, jnp.bfloat16, HIDDEN)
+    assert not supports(rj.GRUCell(HIDDEN, reset_after=False), jnp.float32, HIDDEN)
+    assert not supports(rj.LayerNormLSTMCell(HIDDEN), jnp.float32, HIDDEN)
 
 
-def test_the_gradient_is_finite_at_saturated_gates():
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_the_gradient_is_finite_at_saturated_gates(name):
     """Large inputs drive every gate to 0 or 1: the backward kernel's products stay finite."""
-    params, xs = params_and_inputs(3)
-    us = CELL.project(params, xs) * 1e4
-    zeros = jnp.zeros((3, HIDDEN))
-    grads = jax.grad(lambda u: jnp.sum(rj.kernels.lstm(params.w_h, u, zeros, zeros)[0]))(us)
+    cell = FUSED[name]
+    params, xs = params_and_inputs(3, cell)
+    us = cell.project(params, xs) * 1e4
+    carry = carries(3, cell)
+    grads = jax.grad(lambda u: jnp.sum(batched_kernels(cell, params, u, carry)[1]))(us)
     assert np.isfinite(np.asarray(grads)).all()
