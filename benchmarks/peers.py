@@ -92,7 +92,7 @@ def jax_rnnjax(cell, config, key, unroll=None, dtype=None, param_dtype=None, fus
     )
     params = rj_cell.init(key, config["input"])
     options = {} if unroll is None else {"unroll": unroll}
-    if fused and not rj.kernels.supports(rj_cell, params.w_h.dtype, config["hidden"]):
+    if fused and not rj.kernels.supports(rj_cell, params.w_h.dtype):
         raise Missing(f"rnnjax.kernels does not run this cell (hidden {config['hidden']}, {params.w_h.dtype})")
     if fused:
         options["hoist"] = True

@@ -7,18 +7,24 @@ and 0.24 ms; docs/performance.md). :func:`lstm` and :func:`gru` run every step i
 program of the kernel takes a block of ``BATCH_BLOCK`` sequences, keeps their carry on chip for all
 steps and reads the recurrent weight one gate's ``[h, h]`` slice at a time. The backward pass is a
 second such kernel, which runs the steps backwards and only propagates ``dz_t W_h^T``; the recurrent
-weight's gradient is then one matmul over all steps, ``sum_t h_{t-1}^T dz_t``.
+weight's gradient is then a matmul over all steps, ``sum_t h_{t-1}^T dz_t`` (one per sequence under
+``jax.vmap``, which JAX sums: ``b`` products of ``[h, g h]`` floats, 8 MiB for an LSTM at batch 32 and
+hidden 128).
 
 The kernels are written for NVIDIA GPUs (Pallas' Triton backend); elsewhere they run in Pallas'
 interpret mode (slow: for tests). :func:`lstm` and :func:`gru` take a batch ``[b, t, g]``;
 :func:`lstm_sequence`, :func:`gru_sequence` and :func:`sequence` take one sequence and are batched
 with ``jax.vmap``, as ``unroll`` is: under ``vmap`` they call each kernel once for the whole batch
-(:func:`jax.custom_batching.custom_vmap`).
+(:func:`jax.custom_batching.custom_vmap`). A ``vmap`` over the weights too (an ensemble, the same
+``vmap`` as the sequences) runs each sequence alone, padded to a block of ``BATCH_BLOCK``: 16 times the
+work; ``vmap`` over the members outside the ``vmap`` over sequences keeps the blocks full.
 
 ``unroll``'s hoisted path calls :func:`sequence` where ``rnnjax.recurrence.FUSED_KERNEL`` says so for
 the backend (off everywhere until it measures faster; ``benchmarks/gpu.py --sections fused`` measures
 it) and :func:`supports` the cell. Reverse mode only: ``jax.grad``, ``jax.vjp`` and ``vmap`` of them
-work, ``jax.jvp`` does not (as for any :func:`jax.custom_vjp`).
+work, ``jax.jvp`` does not (as for any :func:`jax.custom_vjp`). Needs jax 0.7 or later (Pallas' Triton
+``CompilerParams``); jax 0.11 deprecates the Triton backend in favour of Mosaic GPU, and warns when it
+lowers these kernels.
 """
 
 import functools
@@ -35,7 +41,9 @@ from rnnjax.typing import Array, Carry, Params
 
 # Sequences per program of a kernel. A GPU matmul inside a kernel needs at least 16 rows.
 BATCH_BLOCK = 16
-# GPU warps per program (Triton's default).
+# GPU warps per program (Triton's default). The kernels run with one pipeline stage: Triton would
+# otherwise double-buffer the w_h slices it loads inside the time loop (the same at every step),
+# 2 x 4 x 64 KiB at hidden 128, more shared memory than an H200 multiprocessor has.
 NUM_WARPS = 4
 # The largest hidden size the kernels take: each step multiplies by one gate's [h, h] slice of w_h,
 # 64 KiB in float32 at h = 128; at 256 it would be 256 KiB, more than the 228 KiB of shared memory
@@ -43,31 +51,35 @@ NUM_WARPS = 4
 MAX_HIDDEN = 128
 
 
-def supports(cell, dtype, hidden_size: int) -> bool:
-    """Whether the kernels run ``cell``: a plain :class:`~rnnjax.LSTMCell` (no peepholes, no projection)
-    or a :class:`~rnnjax.GRUCell` with ``reset_after=True`` (the default), computing in float32, with a
-    power-of-two hidden size (the kernels' block shapes) from 16 to ``MAX_HIDDEN``.
+def supports(cell, dtype) -> bool:
+    """Whether the kernels run ``cell`` computing in ``dtype``: a plain :class:`~rnnjax.LSTMCell` (no
+    peepholes, no projection) or a :class:`~rnnjax.GRUCell` with ``reset_after=True`` (the default),
+    without zoneout (dropout is off where the kernels run: without a key), computing in float32 (the params
+    may be stored in another float dtype), with a power-of-two hidden size (the kernels' block shapes) from
+    16 to ``MAX_HIDDEN``.
 
     Example:
         >>> import jax.numpy as jnp, rnnjax as rj
-        >>> supports(rj.LSTMCell(128), jnp.float32, 128), supports(rj.LSTMCell(512), jnp.float32, 512)
+        >>> supports(rj.LSTMCell(128), jnp.float32), supports(rj.LSTMCell(512), jnp.float32)
         (True, False)
     """
+    hidden = getattr(cell, "hidden_size", 0)
     return (
         _kind(cell) is not None
         and jnp.dtype(dtype) == jnp.float32
-        and 16 <= hidden_size <= MAX_HIDDEN
-        and hidden_size & (hidden_size - 1) == 0
+        and 16 <= hidden <= MAX_HIDDEN
+        and hidden & (hidden - 1) == 0
     )
 
 
 def _kind(cell) -> str | None:
-    """ "lstm" or "gru" where the kernels compute exactly what ``cell.recur`` does, else None."""
+    """The kind, "lstm" or "gru", where the kernels compute exactly what ``cell.recur`` does without a key,
+    else None."""
     from rnnjax.cells import GRUCell, LSTMCell  # the cells import the recurrence, which imports this module
 
-    if type(cell) is LSTMCell and not cell.peephole and not cell.proj_size:
+    if type(cell) is LSTMCell and not cell.peephole and not cell.proj_size and not cell.zoneout:
         return "lstm"
-    if type(cell) is GRUCell and cell.reset_after:
+    if type(cell) is GRUCell and cell.reset_after and not cell.zoneout:
         return "gru"
     return None
 
@@ -86,14 +98,14 @@ def sequence(cell, params: Params, us: Array, carry: Carry, valid: Array | None 
         >>> bool(jnp.allclose(ys, rj.unroll(cell, params, xs, hoist=True)[1], atol=1e-5))
         True
     """
-    kind = _kind(cell)
-    if kind is None or not supports(cell, us.dtype, params.w_h.shape[0]):
+    if not supports(cell, us.dtype):
         raise ValueError(f"cell: the fused kernels do not run {cell!r} on {us.dtype} (see rnnjax.kernels.supports)")
     options = {"reverse": reverse, "precision": cell.precision}
-    if kind == "lstm":
-        ys, h, c = lstm_sequence(params.w_h, us, carry.h, carry.c, valid, **options)
+    w_h = params.w_h.astype(us.dtype)  # as the cell's matmuls cast it (params may be stored in bfloat16)
+    if _kind(cell) == "lstm":
+        ys, h, c = lstm_sequence(w_h, us, carry.h, carry.c, valid, **options)
         return type(carry)(h, c), ys
-    ys, h = gru_sequence(params.w_h, params.b_h, us, carry.h, valid, **options)
+    ys, h = gru_sequence(w_h, params.b_h.astype(us.dtype), us, carry.h, valid, **options)
     return type(carry)(h), ys
 
 
@@ -254,6 +266,8 @@ def _blocked_call(kernel, shared, batched, outputs, static):
     ``outputs``: ``(shape without the batch, dtype)`` each; ``static``: ``(reverse, precision, interpret)``."""
     reverse, precision, interpret = static
     batch = batched[0].shape[0]
+    if batch == 0:
+        return [jnp.zeros((0, *shape), dtype) for shape, dtype in outputs]
     padded = -(-batch // BATCH_BLOCK) * BATCH_BLOCK
     batched = [jnp.pad(a, [(0, padded - batch)] + [(0, 0)] * (a.ndim - 1)) for a in batched]
 
@@ -270,7 +284,7 @@ def _blocked_call(kernel, shared, batched, outputs, static):
         out_specs=[block(shape) for shape, _ in outputs],
         out_shape=[jax.ShapeDtypeStruct((padded, *shape), dtype) for shape, dtype in outputs],
         interpret=interpret,
-        compiler_params=None if interpret else pallas_triton.CompilerParams(num_warps=NUM_WARPS),
+        compiler_params=None if interpret else pallas_triton.CompilerParams(num_warps=NUM_WARPS, num_stages=1),
         name=kernel.__name__.strip("_"),
     )
     return [out[:batch] for out in call(*shared, *batched)]
@@ -319,7 +333,11 @@ def _forward(recurrence: _Recurrence, static, weights, us, carry, valid, *, resi
     outputs = [((num_steps, hidden), jnp.float32)] + [((hidden,), jnp.float32)] * len(carry)
     if residuals:
         outputs += [((num_steps, width * hidden), jnp.float32) for width in recurrence.residual_widths]
-    ys, *rest = _blocked_call(recurrence.forward_kernel, weights, (us, *carry, valid), outputs, static)
+    if num_steps == 0:  # no step: the carry is unchanged
+        ys, *rest = [jnp.zeros((us.shape[0], *shape), dtype) for shape, dtype in outputs]
+        rest[: len(carry)] = carry
+    else:
+        ys, *rest = _blocked_call(recurrence.forward_kernel, weights, (us, *carry, valid), outputs, static)
     final, saved = tuple(rest[: len(carry)]), tuple(rest[len(carry) :])
     return (ys, final, saved) if residuals else (ys, final)
 
@@ -328,6 +346,8 @@ def _backward(recurrence: _Recurrence, static, weights, saved, valid, dys, d_fin
     """The backward kernel on a batch: ``(dus, d_carry)``."""
     num_steps, hidden = dys.shape[1], dys.shape[-1]
     outputs = [((num_steps, recurrence.num_gates * hidden), jnp.float32)] + [((hidden,), jnp.float32)] * len(d_final)
+    if num_steps == 0:  # no step: the carry's cotangent passes through
+        return jnp.zeros((dys.shape[0], *outputs[0][0]), jnp.float32), tuple(d_final)
     inputs = (*recurrence.backward_inputs(saved), valid, dys, *d_final)
     w_h = weights[0]  # all the backward loop needs of the weights: dh_{t-1} = dz_t W_h^T
     dus, *d_carry = _blocked_call(recurrence.backward_kernel, (w_h,), inputs, outputs, static)

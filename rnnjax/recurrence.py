@@ -119,7 +119,7 @@ def _scan(
         coefficients = cell.coefficients(params, cell.project(params, xs))
         return loop(_without_factors(_linear_step), params, carry, coefficients, **masking)[0]
     us = cell.project(params, xs)
-    if _runs_fused_kernel(cell, params, us.dtype, last_output, noise):
+    if _runs_fused_kernel(cell, us.dtype, last_output, noise):
         return _fused_scan(cell, params, carry, us, valid, reverse)
     if _defers_weight_gradient(cell, us.dtype):
         return _scan_deferring_weight_gradient(cell, loop, params, carry, us, **masking)
@@ -162,7 +162,7 @@ def _loop(step_fn, params, carry, inputs, *, valid, reverse, unroll, last_output
     return (carry, ys), factors
 
 
-def _runs_fused_kernel(cell: Cell, params: Params, dtype, last_output, noise) -> bool:
+def _runs_fused_kernel(cell: Cell, dtype, last_output, noise) -> bool:
     """Whether the hoisted path runs ``cell`` as :func:`rnnjax.kernels.lstm_sequence`: where
     ``FUSED_KERNEL`` says so for this backend and the kernel supports the cell, without training noise
     and with zeros at masked steps."""
@@ -170,7 +170,7 @@ def _runs_fused_kernel(cell: Cell, params: Params, dtype, last_output, noise) ->
         return False
     from rnnjax import kernels  # Pallas is imported only where the table asks for it
 
-    return kernels.supports(cell, dtype, params.w_h.shape[0])
+    return kernels.supports(cell, dtype)
 
 
 def _fused_scan(cell: Cell, params: Params, carry: Carry, us: Array, valid: Array | None, reverse: bool):
