@@ -40,10 +40,10 @@ hidden 256; G = batch 256, T 256, input 512, hidden 1024. Rows, LSTM and GRU at 
 The rows run in worker processes, JAX in one and torch in another (never both in one process);
 a row that does not finish within --row-timeout seconds is killed (its worker is restarted for
 the rows after it), and rows still waiting when the --budget is spent are recorded as skipped, so
-the most important rows come first (peers, bf16, parallel scan, decoding, the custom VJP, the unroll
-sweep); --sections runs only some sections, in the order given, so that a second short run can measure
-what the first left out, and --merge puts such runs together (a row measured in several runs keeps the first run's
-timings and lists the others' under "repeats"). A
+the most important rows come first (peers, bf16, parallel scan, decoding, the custom VJP, the fused
+kernels, the unroll sweep); --sections runs only some sections, in the order given, so that a second
+short run can measure what the first left out, and --merge puts such runs together (a row measured in
+several runs keeps the first run's timings and lists the others' under "repeats"). A
 peer that is not installed or fails becomes a row with its status and message. The JSON holds the
 machine (device, jax/jaxlib/torch/cuDNN versions, git commit) and every row; the last thing printed
 is the ratio table (torch/rnnjax and flax/rnnjax: > 1 means rnnjax is faster). benchmarks/report.py
@@ -95,8 +95,8 @@ PARALLEL_SCAN_VARIANTS += ("lstm sequential",)  # = parallel_scan.VARIANTS (that
 
 def plan(configs, cells, device: str, tiny: bool, sections=None) -> tuple[list[dict], list[dict], list[dict]]:
     """(torch jobs, JAX jobs, rows that are not run), the JAX jobs in order of importance: peers, bf16,
-    parallel scan, decoding, the custom VJP, the unroll sweep, and last the unroll factors that compile
-    long; only those of ``sections`` (default: all), in the order ``sections`` lists them."""
+    parallel scan, decoding, the custom VJP, the fused kernels, the unroll sweep, and last the unroll factors
+    that compile long; only those of ``sections`` (default: all), in the order ``sections`` lists them."""
     torch_jobs, jax_jobs, not_run, sweep, late = [], [], [], [], []
     pairs = [(config, cell) for config in configs for cell in cells]
     for section, dtype in (("peers", "float32"), ("bf16", "bfloat16")):

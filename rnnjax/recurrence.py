@@ -49,11 +49,11 @@ HOIST = {"cpu": False, "gpu": True, "tpu": True}
 # it). Another backend takes False.
 DEFER_WEIGHT_GRADIENT = {"cpu": False, "gpu": False, "tpu": False}
 # Whether the hoisted path runs an LSTM's or a GRU's whole time loop, and its backward loop, each in one
-# fused Pallas kernel (rnnjax.kernels: plain LSTMCell or reset-after GRUCell, float32, hidden size a power
-# of two up to 128, no dropout/zoneout, masked_output="zeros"; reverse-mode derivatives only). Off until it measures
-# faster: written for the launch-bound small sizes on GPUs, not measured on one yet (benchmarks/gpu.py
-# measures it); on the CPU it runs in Pallas' interpret mode (for tests only), and it is not written
-# for TPUs. Another backend takes False.
+# fused Pallas kernel (rnnjax.kernels.supports: a plain LSTMCell or reset-after GRUCell computing in
+# float32, hidden size a power of two up to 128; without training noise or zoneout, masked_output="zeros";
+# reverse-mode derivatives only). Off until it measures faster: written for the launch-bound small sizes
+# on GPUs, not run on one yet (benchmarks/gpu.py --sections fused measures it); on the CPU it runs in
+# Pallas' interpret mode (for tests only); not written for TPUs. Another backend takes False.
 FUSED_KERNEL = {"cpu": False, "gpu": False, "tpu": False}
 
 
@@ -163,9 +163,9 @@ def _loop(step_fn, params, carry, inputs, *, valid, reverse, unroll, last_output
 
 
 def _runs_fused_kernel(cell: Cell, dtype, last_output, noise) -> bool:
-    """Whether the hoisted path runs ``cell`` as :func:`rnnjax.kernels.lstm_sequence`: where
-    ``FUSED_KERNEL`` says so for this backend and the kernel supports the cell, without training noise
-    and with zeros at masked steps."""
+    """Whether the hoisted path runs ``cell`` in :func:`rnnjax.kernels.sequence`: where ``FUSED_KERNEL``
+    says so for this backend and the kernels support the cell, without training noise and with zeros at
+    masked steps."""
     if not FUSED_KERNEL.get(jax.default_backend(), False) or noise is not None or last_output is not None:
         return False
     from rnnjax import kernels  # Pallas is imported only where the table asks for it
