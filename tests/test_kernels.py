@@ -53,8 +53,10 @@ def loss_of(cell, **options):
     return loss
 
 
-# The default suite runs each cell forward in time on the per-sequence path (what unroll calls), the batched
-# path's gradient for the LSTM, the fallbacks and the lowering; the slow suite (CI runs it too) the rest.
+# The default suite runs each cell forward in time on the per-sequence path (what unroll calls) at hidden 16
+# and 128, the structural checks (kernel calls, fallbacks, precision, lowering) and the input checks; the slow
+# suite (CI runs it too) the rest: reverse, batch 20, remat, masks with holes, vmap of grad, the batched
+# functions, saturated gates, bfloat16 params.
 
 # 3: one program, padded; 20: two programs, the second padded. Lengths include an empty sequence.
 BATCHES = {3: jnp.array([6, 4, 0]), 20: jnp.arange(20) % (T + 1)}
@@ -180,6 +182,7 @@ def test_params_batched_under_vmap_run_each_sequence_alone(monkeypatch):
     assert_trees_close(jax.vmap(run)(ensemble, xs), expected, **TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FUSED))
 def test_the_batched_function_equals_the_per_sequence_one(name):
     """Batch 20: two programs of the kernel, each with its own block of sequences."""
@@ -195,7 +198,8 @@ def test_the_batched_function_equals_the_per_sequence_one(name):
     assert_trees_close(single, jax.tree_util.tree_map(lambda a: a[0], batched), **TOL)
 
 
-@pytest.mark.parametrize("name", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FUSED))
 def test_the_batched_gradient_equals_autodiff_of_unroll(name):
     cell = FUSED[name]
     params, xs = params_and_inputs(3, cell)
@@ -303,6 +307,7 @@ def test_supports_says_which_cells_run():
     assert not supports(rj.ElmanCell(HIDDEN), jnp.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FUSED))
 def test_saturated_gates(name):
     """Input weights scaled by 1e4 drive every gate to 0 or 1: the kernels' values and gradients are still the
@@ -323,6 +328,7 @@ def test_saturated_gates(name):
     assert_trees_close(got, jax.value_and_grad(loss_of(cell), argnums=(1, 2))(*args), **TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FUSED))
 def test_params_stored_in_bfloat16_computing_in_float32(name, fused_kernel):
     """The kernels take float32 weights: unroll casts bfloat16 params once, as the cell's matmuls cast them, and

@@ -92,9 +92,7 @@ def test_16_bit_params_initialise_and_run(name, dtype):
     np.testing.assert_allclose(ys.astype(jnp.float32), want, atol=0.05)
 
 
-@pytest.mark.parametrize(
-    "name", [n if n in ("lstm", "gru") else pytest.param(n, marks=pytest.mark.slow) for n in PLAIN_CELLS]
-)
+@pytest.mark.parametrize("name", [n if n == "lstm" else pytest.param(n, marks=pytest.mark.slow) for n in PLAIN_CELLS])
 def test_16_bit_params_computing_in_float32_get_float32_sums_rounded_once(name, hoist):
     """bfloat16 params with float32 computation: unroll casts the params once before the loop, so their
     gradients are exactly the float32 params' rounded to bfloat16. Cast inside the loop, autodiff summed the
