@@ -307,25 +307,6 @@ def _parallel_scan(cell, params, carry, xs, valid, reverse, repeat_last=False):
     return type(carry)(last), hs
 
 
-def _widened_to_the_computation(cell: Cell, params: Params, input_dtype) -> Params:
-    """``params`` narrower than the dtype ``cell`` computes in (bfloat16 params, float32 computation) cast to
-    it once, before the time loop, instead of by every step's matmuls inside it.
-
-    The values the steps see are the same. The gradient is not: autodiff sums a weight's gradient over the
-    steps in the dtype the loop reads the weight in, so with the cast inside the loop the recurrent weight's
-    gradient was a bfloat16 sum; with the cast here it is a float32 sum, rounded to bfloat16 once. Cells
-    without a ``dtype`` field (``StackedCell``: each layer has its own) keep their params."""
-    if not hasattr(cell, "dtype"):
-        return params
-    dtype = numerics.compute_dtype(params, input_dtype, cell.dtype)
-
-    def widened(p):
-        narrower = jnp.issubdtype(p.dtype, jnp.floating) and jnp.dtype(p.dtype).itemsize < dtype.itemsize
-        return p.astype(dtype) if narrower else p
-
-    return jax.tree_util.tree_map(widened, params)
-
-
 def _carry_dtype_like_step(cell: Cell, params: Params, carry: Carry, x: Array) -> Carry:
     """Cast ``carry`` to the dtypes that one ``step`` returns, so ``lax.scan`` sees no mismatch."""
     out = jax.eval_shape(cell.step, params, carry, x)[0]
@@ -430,7 +411,7 @@ def unroll(
         ys = jax.eval_shape(cell.step, params, carry, jnp.zeros(xs.shape[1:], xs.dtype))[1]
         return carry, jnp.zeros((0, *ys.shape), ys.dtype)
     carry = _carry_dtype_like_step(cell, params, carry, xs[0])
-    params = _widened_to_the_computation(cell, params, xs.dtype)
+    params = numerics.params_for_the_loop(cell, params, xs.dtype)  # gradients summed over the steps in float32
     valid = masks.valid_steps(num_steps, length, mask)
     repeat_last = masked_output == "last" and valid is not None
     noise = None

@@ -157,6 +157,22 @@ def test_truncated_bptt_matches_its_definition_and_differs_from_bptt(k1, k2, x64
     assert not np.allclose(grads.w_h, full.w_h, rtol=1e-6)  # truncation drops long-range terms
 
 
+def test_truncated_bptt_sums_bfloat16_params_gradients_in_float32():
+    """bfloat16 params, float32 computation: the gradient is the float32 params' rounded to bfloat16, bit for bit
+    (summed over each window's steps and over the windows in float32, as unroll's; tests/test_precision.py)."""
+    cell32 = rj.LSTMCell(8, dtype=jnp.float32)
+    cell = rj.LSTMCell(8, dtype=jnp.float32, param_dtype=jnp.bfloat16)
+    params = cell.init(jax.random.key(0), 3)
+    params32 = jax.tree_util.tree_map(lambda p: p.astype(jnp.float32), params)
+    xs = jax.random.normal(jax.random.key(1), (14, 3))
+    targets = jax.random.normal(jax.random.key(2), (14, 8))
+    loss, grads, carry = rj.train.truncated_bptt_grad(cell, params, xs, targets, mse, k1=4, k2=6)
+    loss32, grads32, carry32 = rj.train.truncated_bptt_grad(cell32, params32, xs, targets, mse, k1=4, k2=6)
+    assert jax.tree_util.tree_map(lambda g: g.dtype, grads) == jax.tree_util.tree_map(lambda p: p.dtype, params)
+    assert_trees_close((loss, carry), (loss32, carry32), rtol=0, atol=0)
+    assert_trees_close(grads, jax.tree_util.tree_map(lambda g: g.astype(jnp.bfloat16), grads32), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     "num_steps, kwargs, message",
     [

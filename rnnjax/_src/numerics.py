@@ -136,3 +136,22 @@ def compute_dtype(params, input_dtype=None, dtype=None) -> jnp.dtype:
         return jnp.dtype(dtype)
     param_dtype = jax.tree_util.tree_leaves(params)[0].dtype
     return param_dtype if input_dtype is None else promote(param_dtype, input_dtype)
+
+
+def params_for_the_loop(cell, params, input_dtype):
+    """``params`` narrower than the dtype ``cell`` computes in (bfloat16 params, float32 computation) cast to
+    it once, before a time loop, instead of by every step's matmuls inside it.
+
+    The values the steps see are the same. The gradient is not: autodiff sums a weight's gradient over the
+    steps in the dtype the loop reads the weight in, so with the cast inside the loop the recurrent weight's
+    gradient is a bfloat16 sum; with the cast before it, a float32 sum, rounded to bfloat16 once. Cells
+    without a ``dtype`` field (``StackedCell``: each layer has its own) keep their params."""
+    if not hasattr(cell, "dtype"):
+        return params
+    dtype = compute_dtype(params, input_dtype, cell.dtype)
+
+    def widened(p):
+        narrower = jnp.issubdtype(p.dtype, jnp.floating) and jnp.dtype(p.dtype).itemsize < dtype.itemsize
+        return p.astype(dtype) if narrower else p
+
+    return jax.tree_util.tree_map(widened, params)

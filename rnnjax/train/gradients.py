@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from rnnjax._src import checks, masks
+from rnnjax._src import checks, masks, numerics
 from rnnjax.recurrence import unroll
 from rnnjax.typing import Array, Carry, Cell, Params
 
@@ -204,13 +204,17 @@ def truncated_bptt_grad(
         loss_dtype = jax.eval_shape(lambda p: sequence_loss(cell, p, xs, targets, step_loss, carry=carry), params)
         return jnp.zeros((), loss_dtype.dtype), jax.tree_util.tree_map(jnp.zeros_like, params), first_carry(params)
 
+    # params narrower than the computation (bfloat16 params, float32 compute), cast once: each window's
+    # gradient is then summed over its steps, and the windows' over the stream, in float32, as in unroll
+    wide = numerics.params_for_the_loop(cell, params, xs.dtype)
+
     # 1) forward pass without gradients: the carry before every step (kept past the valid steps)
     def forward(c, inp):
         x, t = inp
-        return _where(t < num_valid, cell.step(params, c, x)[0], c), c
+        return _where(t < num_valid, cell.step(wide, c, x)[0], c), c
 
     steps = jnp.arange(num_steps, dtype=jnp.int32)  # int32 like length, also under jax_enable_x64
-    last_carry, carries_before = lax.scan(forward, first_carry(params), (xs, steps))
+    last_carry, carries_before = lax.scan(forward, first_carry(wide), (xs, steps))
     carries_before = lax.stop_gradient(carries_before)
 
     # 2) one backpropagation window of k2 steps per k1 steps: the stream padded with k2 - k1 steps
@@ -241,14 +245,14 @@ def truncated_bptt_grad(
         return jnp.sum(losses)
 
     def accumulate(total, end):
-        loss, grads = jax.value_and_grad(window_loss)(params, end)
+        loss, grads = jax.value_and_grad(window_loss)(wide, end)
         return jax.tree_util.tree_map(lambda a, b: a + b.astype(a.dtype), total, (loss, grads)), None
 
-    loss_dtype = jax.eval_shape(window_loss, params, k1).dtype
-    zeros = (jnp.zeros((), loss_dtype), jax.tree_util.tree_map(jnp.zeros_like, params))
+    loss_dtype = jax.eval_shape(window_loss, wide, k1).dtype
+    zeros = (jnp.zeros((), loss_dtype), jax.tree_util.tree_map(jnp.zeros_like, wide))
     ends = k1 * (1 + jnp.arange(num_windows, dtype=jnp.int32))
     (loss, grads), _ = lax.scan(accumulate, zeros, ends)
-    return loss, grads, last_carry
+    return loss, jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, params), last_carry
 
 
 def rtrl_grad(
