@@ -97,15 +97,19 @@ def jax_rnnjax(cell, config, key, unroll=None, dtype=None, param_dtype=None, fus
     if fused:
         options["hoist"] = True
 
+    def layer(params, xs):
+        return jax.vmap(lambda x: rj.unroll(rj_cell, params, x, **options)[1])(xs)
+
     def forward(params, xs):
+        if not fused:
+            return layer(params, xs)
         # the table is read while jit traces unroll: on for this row's traces only
-        backend = jax.default_backend()
-        fused_before = rj.recurrence.FUSED_KERNEL.get(backend, False)
-        rj.recurrence.FUSED_KERNEL[backend] = fused or fused_before
+        table, backend = rj.recurrence.FUSED_KERNEL, jax.default_backend()
+        before, table[backend] = table.get(backend, False), True
         try:
-            return jax.vmap(lambda x: rj.unroll(rj_cell, params, x, **options)[1])(xs)
+            return layer(params, xs)
         finally:
-            rj.recurrence.FUSED_KERNEL[backend] = fused_before
+            table[backend] = before
 
     return forward, params
 

@@ -37,6 +37,7 @@ from jax.custom_batching import custom_vmap
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pallas_triton
 
+from rnnjax.cells import GRUCell, LSTMCell
 from rnnjax.typing import Array, Carry, Params
 
 # Sequences per program of a kernel. A GPU matmul inside a kernel needs at least 16 rows.
@@ -63,20 +64,15 @@ def supports(cell, dtype) -> bool:
         >>> supports(rj.LSTMCell(128), jnp.float32), supports(rj.LSTMCell(512), jnp.float32)
         (True, False)
     """
-    hidden = getattr(cell, "hidden_size", 0)
-    return (
-        _kind(cell) is not None
-        and jnp.dtype(dtype) == jnp.float32
-        and 16 <= hidden <= MAX_HIDDEN
-        and hidden & (hidden - 1) == 0
-    )
+    if _kind(cell) is None or jnp.dtype(dtype) != jnp.float32:
+        return False
+    hidden = cell.hidden_size
+    return 16 <= hidden <= MAX_HIDDEN and hidden & (hidden - 1) == 0
 
 
 def _kind(cell) -> str | None:
     """The kind, "lstm" or "gru", where the kernels compute exactly what ``cell.recur`` does without a key,
     else None."""
-    from rnnjax.cells import GRUCell, LSTMCell  # the cells import the recurrence, which imports this module
-
     if type(cell) is LSTMCell and not cell.peephole and not cell.proj_size and not cell.zoneout:
         return "lstm"
     if type(cell) is GRUCell and cell.reset_after and not cell.zoneout:

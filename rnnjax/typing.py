@@ -142,6 +142,18 @@ class RecurrentWeightCell(Cell, Protocol):
 
 
 @runtime_checkable
+class ComputeDtypeCell(Cell, Protocol):
+    """A cell whose ``dtype`` field sets the dtype its steps compute in (None: the params' dtype promoted with
+    the input's; :class:`rnnjax.cells.BaseCell`).
+
+    ``unroll`` casts params narrower than that dtype to it once, before the time loop, so that their
+    gradients are summed over the steps in it (bfloat16 params computing in float32).
+    """
+
+    dtype: Any
+
+
+@runtime_checkable
 class NoisyCell(Cell, Protocol):
     """A cell with training noise (input and recurrent dropout, zoneout; :class:`rnnjax.cells.BaseCell`).
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from rnnjax.typing import Array, PRNGKey, Shape
+from rnnjax.typing import Array, ComputeDtypeCell, PRNGKey, Shape
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
@@ -145,8 +145,9 @@ def params_for_the_loop(cell, params, input_dtype):
     The values the steps see are the same. The gradient is not: autodiff sums a weight's gradient over the
     steps in the dtype the loop reads the weight in, so with the cast inside the loop the recurrent weight's
     gradient is a bfloat16 sum; with the cast before it, a float32 sum, rounded to bfloat16 once. Cells
-    without a ``dtype`` field (``StackedCell``: each layer has its own) keep their params."""
-    if not hasattr(cell, "dtype"):
+    that are not a :class:`~rnnjax.typing.ComputeDtypeCell` (``StackedCell``: each layer has its own dtype)
+    keep their params."""
+    if not isinstance(cell, ComputeDtypeCell):
         return params
     dtype = compute_dtype(params, input_dtype, cell.dtype)
 
