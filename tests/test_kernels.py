@@ -53,10 +53,10 @@ def loss_of(cell, **options):
     return loss
 
 
-# The default suite runs each cell forward in time on the per-sequence path (what unroll calls) at hidden 16
-# and 128, the structural checks (kernel calls, fallbacks, precision, lowering) and the input checks; the slow
-# suite (CI runs it too) the rest: reverse, batch 20, remat, masks with holes, vmap of grad, the batched
-# functions, saturated gates, bfloat16 params.
+# The default suite runs each cell forward in time on the per-sequence path (what unroll calls) at hidden 16,
+# the LSTM at hidden 128 and its lowering for CUDA, the structural checks (kernel calls, fallbacks, precision)
+# and the input checks; the slow suite (CI runs it too) the rest: reverse, batch 20, remat, masks with holes,
+# vmap of grad, the batched functions, saturated gates, bfloat16 params, the GRU at hidden 128.
 
 # 3: one program, padded; 20: two programs, the second padded. Lengths include an empty sequence.
 BATCHES = {3: jnp.array([6, 4, 0]), 20: jnp.arange(20) % (T + 1)}
@@ -223,8 +223,8 @@ def test_forward_mode_is_refused_clearly():
         jax.jvp(lambda u: rj.kernels.lstm_sequence(params.w_h, u, zeros, zeros), (us,), (us,))
 
 
-@pytest.mark.parametrize("name", sorted(FUSED))
-@pytest.mark.parametrize("batch, hidden", [(32, 128), (3, 16)])
+@pytest.mark.parametrize("name", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("batch, hidden", [(32, 128), pytest.param(3, 16, marks=pytest.mark.slow)])
 def test_lowers_to_triton_kernels_for_a_gpu(name, batch, hidden):
     """The accelerator path of the kernels, checked without a GPU: lowering for CUDA builds the Triton
     kernels (block shapes, every primitive supported); only compiling them needs the GPU. One kernel for
@@ -383,7 +383,7 @@ def test_the_kernels_use_the_cells_precision(name, precision):
     assert {eqn.params["precision"] for eqn in inside} == {(jax.lax.Precision(precision),) * 2}
 
 
-@pytest.mark.parametrize("name", sorted(FUSED))
+@pytest.mark.parametrize("name", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
 def test_hidden_128_the_benchmarks_size(name, monkeypatch):
     """The kernels at the size they are for (benchmarks/gpu.py's S; two programs), compiled on a GPU."""
     cell = type(FUSED[name])(128)
